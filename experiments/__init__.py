@@ -1,0 +1,1 @@
+"""Experiments: one folder per method, each with main.py and configs/."""

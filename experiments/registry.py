@@ -1,0 +1,14 @@
+"""Registered experiments: the main job (`run_all`) runs each of them.
+
+An experiment NAME has a folder `experiments/NAME/` with a thin absl
+`main.py` and `configs/{tiny,default,paper}.py` (each a `get_config()`
+returning an `ml_collections.ConfigDict`), and a library function
+`run(config, workdir) -> dict` that writes `workdir/metrics.json` (schema in
+`common/report/README.md`) and returns the same dict.
+
+Registering an experiment is one line below: name -> "module:function".
+"""
+
+EXPERIMENTS: dict[str, str] = {
+    'lm_core': 'experiments.lm_core.experiment:run',
+}
