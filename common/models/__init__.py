@@ -1,0 +1,27 @@
+"""Decoder-only LM (Llama/Qwen2 architecture) in Flax NNX, KV cache, HF I/O.
+
+See `common/models/README.md` for the forward API, the `capture` option and
+the Hugging Face tensor-name mapping.
+"""
+
+from common.models.config import PRESETS
+from common.models.config import LMConfig
+from common.models.config import RopeScaling
+from common.models.config import get_preset
+from common.models.kv_cache import KVCache
+from common.models.kv_cache import init_cache
+from common.models.transformer import CAPTURE_NAMES
+from common.models.transformer import LMOutput
+from common.models.transformer import Transformer
+
+__all__ = [
+  'CAPTURE_NAMES',
+  'KVCache',
+  'LMConfig',
+  'LMOutput',
+  'PRESETS',
+  'RopeScaling',
+  'Transformer',
+  'get_preset',
+  'init_cache',
+]
