@@ -1,0 +1,53 @@
+"""Training: meshes and shardings, the TrainState, orbax checkpoints, `fit`.
+
+Public API:
+  make_mesh, shard_batch, replicate, batch_sharding, replicated,
+    fsdp_sharding, num_batch_shards, maybe_initialize_distributed: meshes
+    with ('data', 'fsdp') axes and the shardings used on them.
+  TrainState, make_train_step: the checkpointable state and a standard
+    gradient step for `fit`.
+  Checkpointer: orbax CheckpointManager wrapper (save every N, resume).
+  fit, NonFiniteError, train_state_sharding: the training loop.
+
+See common/train/README.md.
+"""
+
+from common.train.checkpoint import Checkpointer
+from common.train.checkpoint import abstract_like
+from common.train.loop import NonFiniteError
+from common.train.loop import fit
+from common.train.loop import train_state_sharding
+from common.train.mesh import BATCH_AXES
+from common.train.mesh import DATA_AXIS
+from common.train.mesh import FSDP_AXIS
+from common.train.mesh import batch_sharding
+from common.train.mesh import fsdp_sharding
+from common.train.mesh import make_mesh
+from common.train.mesh import maybe_initialize_distributed
+from common.train.mesh import num_batch_shards
+from common.train.mesh import replicate
+from common.train.mesh import replicated
+from common.train.mesh import shard_batch
+from common.train.state import TrainState
+from common.train.state import make_train_step
+
+__all__ = [
+  'BATCH_AXES',
+  'DATA_AXIS',
+  'FSDP_AXIS',
+  'Checkpointer',
+  'NonFiniteError',
+  'TrainState',
+  'abstract_like',
+  'batch_sharding',
+  'fit',
+  'fsdp_sharding',
+  'make_mesh',
+  'make_train_step',
+  'maybe_initialize_distributed',
+  'num_batch_shards',
+  'replicate',
+  'replicated',
+  'shard_batch',
+  'train_state_sharding',
+]
