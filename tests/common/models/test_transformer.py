@@ -141,19 +141,20 @@ def test_causal_and_left_padding_invariance(tiny):
   cfg, model = tiny
   rng = np.random.default_rng(0)
   seq = rng.integers(0, cfg.vocab_size, (1, 7))
-  ref = model(jnp.asarray(seq)).logits
+  fwd = jax.jit(lambda x, a=None: model(x, attention_mask=a).logits)
+  ref = fwd(jnp.asarray(seq))
   # Future tokens do not change earlier logits.
   seq2 = seq.copy()
   seq2[0, 5:] = (seq2[0, 5:] + 1) % cfg.vocab_size
-  out2 = model(jnp.asarray(seq2)).logits
+  out2 = fwd(jnp.asarray(seq2))
   np.testing.assert_allclose(out2[:, :5], ref[:, :5], atol=1e-6)
   assert not np.allclose(out2[:, 5:], ref[:, 5:])
   # Left padding with garbage tokens changes nothing for real tokens.
   padded = np.concatenate([rng.integers(0, cfg.vocab_size, (1, 3)), seq], 1)
   mask = np.array([[False] * 3 + [True] * 7])
-  out = model(jnp.asarray(padded), attention_mask=jnp.asarray(mask))
-  np.testing.assert_allclose(out.logits[:, 3:], ref, atol=1e-5)
-  assert np.isfinite(np.asarray(out.logits)).all()
+  out = fwd(jnp.asarray(padded), jnp.asarray(mask))
+  np.testing.assert_allclose(out[:, 3:], ref, atol=1e-5)
+  assert np.isfinite(np.asarray(out)).all()
 
 
 def _ragged_chunks(model, cfg, seqs, chunk_lens, pad_left, capacity):
@@ -163,8 +164,8 @@ def _ragged_chunks(model, cfg, seqs, chunk_lens, pad_left, capacity):
   step = jax.jit(lambda m, t, a, c: m(t, attention_mask=a, cache=c))
   got = [[] for _ in range(b)]
   starts = [0] * b
+  width = max(max(cl) for cl in chunk_lens) + 1  # one shape: one compile
   for chunk in range(len(chunk_lens[0])):
-    width = max(cl[chunk] for cl in chunk_lens) + 1  # at least one pad
     toks = np.zeros((b, width), np.int32)
     mask = np.zeros((b, width), bool)
     for r in range(b):
@@ -191,9 +192,18 @@ def test_kv_cache_ragged_chunks_equal_full_forward(tiny):
   )
   np.testing.assert_array_equal(cache.lengths, [8, 11, 5])
   np.testing.assert_array_equal(cache.valid.sum(1), [8, 11, 5])
+  # Reference: one forward over each whole sequence. Rows are right-padded
+  # to a common length; causality keeps padding after a row's end from
+  # touching its real tokens (tested above).
+  t = max(len(seq) for seq in seqs)
+  full_toks = np.zeros((len(seqs), t), np.int32)
   for r, seq in enumerate(seqs):
-    full = model(jnp.asarray(seq)[None]).logits[0]
-    np.testing.assert_allclose(got[r], full, atol=1e-5, rtol=1e-5)
+    full_toks[r, : len(seq)] = seq
+  full = jax.jit(lambda m, x: m(x).logits)(model, jnp.asarray(full_toks))
+  for r, seq in enumerate(seqs):
+    np.testing.assert_allclose(
+      got[r], full[r, : len(seq)], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_cache_overflow_raises_eagerly_and_poisons_under_jit(tiny):
@@ -242,11 +252,12 @@ def test_mlp_hidden_delta_gives_activation_gradient(tiny):
   toks = jnp.asarray(np.random.default_rng(3).integers(0, 256, (2, 5)))
   zeros = jnp.zeros((cfg.n_layers, 2, 5, cfg.d_ff))
 
+  @jax.jit
   def loss(delta):
     logits = model(toks, mlp_hidden_delta=delta).logits
     return jnp.sum(jax.nn.log_softmax(logits)[..., 7])
 
-  grad = jax.grad(loss)(zeros)
+  grad = jax.jit(jax.grad(loss))(zeros)
   assert grad.shape == zeros.shape
   np.testing.assert_allclose(
     model(toks, mlp_hidden_delta=zeros).logits, model(toks).logits, atol=0
