@@ -154,8 +154,9 @@ def make_policy_loss(
 
   Returns:
     A pure, jit-able `loss_fn`. Metrics (scalars, no gradient): `loss`,
-    `pg_loss`, `kl` (aggregated KL estimate, also when `beta == 0` if
-    reference log-probs are given), `entropy`, `clip_fraction`,
+    `pg_loss` (aggregated by `loss_agg_mode`), `kl` (token-mean KL
+    estimate, present whenever reference log-probs are given, also with
+    `beta == 0`), `entropy` (token-mean), `clip_fraction`,
     `dual_clip_fraction`, `approx_kl`, `ratio_mean`, `ratio_max`,
     `num_tokens`.
   """
@@ -196,18 +197,18 @@ def make_policy_loss(
     )
     loss = pg_loss
     ent = logprobs_lib.next_token_entropy(logits, config.temperature)
-    ent_loss = losses.aggregate_loss(ent, mask, **agg)
     if config.entropy_coef > 0:
-      loss = loss - config.entropy_coef * ent_loss
-    metrics['entropy'] = ent_loss
+      loss = loss - config.entropy_coef * losses.aggregate_loss(
+        ent, mask, **agg
+      )
+    metrics['entropy'] = advantages_lib.masked_mean(ent, mask)
     if 'ref_logprobs' in batch:
       kl = kl_lib.kl_divergence(
         logp, batch['ref_logprobs'], config.kl_estimator
       )
-      kl_loss = losses.aggregate_loss(kl, mask, **agg)
       if config.beta > 0:
-        loss = loss + config.beta * kl_loss
-      metrics['kl'] = kl_loss
+        loss = loss + config.beta * losses.aggregate_loss(kl, mask, **agg)
+      metrics['kl'] = advantages_lib.masked_mean(kl, mask)
     metrics['pg_loss'] = pg_loss
     metrics['loss'] = loss
     metrics['num_tokens'] = jnp.sum(mask).astype(jnp.float32)

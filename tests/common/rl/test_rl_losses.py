@@ -1,0 +1,139 @@
+"""Tests for common.rl.losses: aggregation modes, PPO-clip, value loss."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import rl
+
+NAN = float('nan')
+LOSS = jnp.array([[1.0, 2.0, 3.0, NAN], [4.0, NAN, NAN, NAN], [NAN] * 4])
+MASK = jnp.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize(
+  'mode,expected',
+  [
+    ('token-mean', 10.0 / 4),  # (1 + 2 + 3 + 4) / 4 tokens
+    ('seq-mean-token-mean', 3.0),  # rows 2 and 4; the empty row is dropped
+    ('seq-mean-token-sum', 5.0),  # rows 6 and 4
+    ('dr_grpo', 10.0 / (3 * 4)),  # sum / (B * T)
+  ],
+)
+def test_aggregate_loss_modes(mode, expected):
+  np.testing.assert_allclose(rl.aggregate_loss(LOSS, MASK, mode), expected)
+  np.testing.assert_allclose(
+    jax.jit(lambda x: rl.aggregate_loss(x, MASK, mode))(LOSS), expected
+  )
+
+
+def test_aggregate_loss_max_len_empty_and_errors():
+  np.testing.assert_allclose(
+    rl.aggregate_loss(LOSS, MASK, 'dr_grpo', max_len=5), 10.0 / 15
+  )
+  for mode in rl.LOSS_AGG_MODES:
+    assert rl.aggregate_loss(LOSS, jnp.zeros_like(MASK), mode) == 0.0
+  with pytest.raises(ValueError, match="'token-mean', 'seq-mean-token-mean'"):
+    rl.aggregate_loss(LOSS, MASK, 'sum')
+  with pytest.raises(ValueError, match='Shape mismatch'):
+    rl.aggregate_loss(LOSS, MASK[:, :3], 'token-mean')
+
+
+def _ppo_case():
+  ratios = jnp.array([[1.5, 0.5, 1.1, 0.7, 9.0]])
+  old = jnp.full((1, 5), -2.0)
+  logp = old + jnp.log(ratios)
+  adv = jnp.array([[1.0, 1.0, -1.0, -1.0, NAN]])
+  mask = jnp.array([[1, 1, 1, 1, 0]])
+  return logp, old, adv, mask
+
+
+def test_ppo_policy_loss_asymmetric_clip_hand_case():
+  logp, old, adv, mask = _ppo_case()
+  loss, m = rl.ppo_policy_loss(
+    logp, old, adv, mask, epsilon=0.2, epsilon_high=0.28
+  )
+  # Per token: max(-A r, -A clip(r, 0.8, 1.28)):
+  # r=1.5,A=1 -> -1.28 (clipped); r=0.5,A=1 -> -0.5;
+  # r=1.1,A=-1 -> 1.1; r=0.7,A=-1 -> 0.8 (clipped).
+  np.testing.assert_allclose(loss, (-1.28 - 0.5 + 1.1 + 0.8) / 4, rtol=1e-5)
+  np.testing.assert_allclose(m['clip_fraction'], 0.5)
+  np.testing.assert_allclose(
+    m['approx_kl'], -math.log(1.5 * 0.5 * 1.1 * 0.7) / 4, rtol=1e-5
+  )
+  np.testing.assert_allclose(m['ratio_mean'], 0.95, rtol=1e-6)
+  np.testing.assert_allclose(m['ratio_max'], 1.5, rtol=1e-6)
+  # Symmetric clip: r=1.5 is clipped at 1.2 instead.
+  sym, _ = rl.ppo_policy_loss(logp, old, adv, mask, epsilon=0.2)
+  np.testing.assert_allclose(sym, (-1.2 - 0.5 + 1.1 + 0.8) / 4, rtol=1e-5)
+
+
+def test_ppo_policy_loss_gradient_zero_on_clipped_tokens():
+  logp, old, adv, mask = _ppo_case()
+  grad = jax.grad(
+    lambda lp: rl.ppo_policy_loss(lp, old, adv, mask, 0.2, 0.28)[0]
+  )(logp)
+  # d/dlogp of -A r / 4 is -A r / 4 on unclipped tokens, 0 on clipped ones.
+  np.testing.assert_allclose(
+    grad, [[0.0, -0.5 / 4, 1.1 / 4, 0.0, 0.0]], rtol=1e-5, atol=1e-7
+  )
+
+
+def test_ppo_dual_clip():
+  old = jnp.zeros((1, 2))
+  logp = jnp.log(jnp.array([[4.0, 4.0]]))
+  adv = jnp.array([[-1.0, 1.0]])
+  mask = jnp.ones((1, 2))
+  loss, m = rl.ppo_policy_loss(logp, old, adv, mask, 0.2, delta=3.0)
+  # A<0, r=4: max(4, 1.2) = 4 -> min(4, 3) = 3. A>0, r=4: -1.2 (clip).
+  np.testing.assert_allclose(loss, (3.0 - 1.2) / 2, rtol=1e-6)
+  np.testing.assert_allclose(m['dual_clip_fraction'], 0.5)
+  no_dual, _ = rl.ppo_policy_loss(logp, old, adv, mask, 0.2)
+  np.testing.assert_allclose(no_dual, (4.0 - 1.2) / 2, rtol=1e-6)
+
+
+def test_ppo_policy_loss_errors():
+  logp, old, adv, mask = _ppo_case()
+  with pytest.raises(ValueError, match='epsilon must lie in'):
+    rl.ppo_policy_loss(logp, old, adv, mask, epsilon=1.5)
+  with pytest.raises(ValueError, match='delta .* must be > 1 \\+ epsilon_high'):
+    rl.ppo_policy_loss(logp, old, adv, mask, 0.2, 0.28, delta=1.1)
+  with pytest.raises(ValueError, match='advantages has 1 non-finite'):
+    rl.ppo_policy_loss(logp, old, adv.at[0, 0].set(NAN), mask)
+
+
+def test_ppo_policy_loss_vmap_matches_loop():
+  rng = np.random.default_rng(1)
+  logp = jnp.asarray(rng.normal(size=(3, 2, 5)) * 0.3 - 2, jnp.float32)
+  old = jnp.asarray(rng.normal(size=(3, 2, 5)) * 0.3 - 2, jnp.float32)
+  adv = jnp.asarray(rng.normal(size=(3, 2, 5)), jnp.float32)
+  mask = jnp.asarray(rng.integers(0, 2, size=(3, 2, 5)))
+  fn = lambda a, b, c, d: rl.ppo_policy_loss(a, b, c, d, 0.2, 0.28)[0]
+  batched = jax.jit(jax.vmap(fn))(logp, old, adv, mask)
+  for i in range(3):
+    np.testing.assert_allclose(
+      batched[i], fn(logp[i], old[i], adv[i], mask[i]), rtol=1e-6
+    )
+
+
+def test_clipped_value_loss_hand_case():
+  values = jnp.array([[1.0, 2.0, NAN]])
+  old = jnp.array([[0.5, 2.0, 0.0]])
+  returns = jnp.array([[2.0, 1.0, 0.0]])
+  mask = jnp.array([[1, 1, 0]])
+  loss, m = rl.clipped_value_loss(values, old, returns, mask, clip_range=0.2)
+  # t0: v_clip = 0.7, max(1, 1.69) / 2 = 0.845; t1: max(1, 1) / 2 = 0.5.
+  np.testing.assert_allclose(loss, (0.845 + 0.5) / 2, rtol=1e-6)
+  np.testing.assert_allclose(m['value_clip_fraction'], 0.5)
+  plain, _ = rl.clipped_value_loss(values, old, returns, mask, clip_range=None)
+  np.testing.assert_allclose(plain, 0.5, rtol=1e-6)
+  grad = jax.grad(
+    lambda v: rl.clipped_value_loss(v, old, returns, mask, 0.2)[0]
+  )(values)
+  # t0 is clipped (no gradient); t1: d/dv 0.5 (v - 1)^2 / 2 = (2 - 1) / 2.
+  np.testing.assert_allclose(grad, [[0.0, 0.5, 0.0]], atol=1e-7)
+  with pytest.raises(ValueError, match='clip_range must be > 0'):
+    rl.clipped_value_loss(values, old, returns, mask, clip_range=0.0)

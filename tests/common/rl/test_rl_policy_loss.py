@@ -1,0 +1,162 @@
+"""Tests for common.rl.policy_loss with a tiny linear 'language model'."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import rl
+
+VOCAB = 4
+
+
+def apply_fn(params, tokens, attention_mask):
+  """Logits at t depend only on token t: one_hot(tokens) @ W."""
+  del attention_mask
+  return jax.nn.one_hot(tokens, VOCAB) @ params
+
+
+def _batch(**overrides):
+  batch = {
+    'tokens': jnp.array([[0, 1, 2, 3], [1, 2, 0, 0]]),
+    'attention_mask': jnp.array([[1, 1, 1, 1], [1, 1, 1, 0]]),
+    # Row 0 trains on tokens 1..3, row 1 on token 2 only (token 1 could be a
+    # retrieved token excluded from the loss).
+    'loss_mask': jnp.array([[0, 1, 1, 1], [0, 0, 1, 1]]),
+    'advantages': jnp.array([2.0, -1.0]),
+  }
+  batch.update(overrides)
+  return batch
+
+
+PARAMS = jnp.zeros((VOCAB, VOCAB))  # uniform policy: logp = -log 4
+LOGP = -math.log(VOCAB)
+# Valid tokens: row 0 -> 3 tokens with A = 2, row 1 -> 1 token with A = -1
+# (row 1 position 3 is padding even though loss_mask is 1 there).
+
+
+@pytest.mark.parametrize(
+  'mode,expected',
+  [
+    ('token-mean', -(3 * 2.0 - 1.0) / 4),
+    ('seq-mean-token-mean', -(2.0 - 1.0) / 2),
+    ('seq-mean-token-sum', -(6.0 - 1.0) / 2),
+    ('dr_grpo', -(6.0 - 1.0) / (2 * 4)),
+  ],
+)
+def test_on_policy_loss_is_minus_aggregated_advantage(mode, expected):
+  loss_fn = rl.make_policy_loss(apply_fn, {'loss_agg_mode': mode})
+  loss, metrics = loss_fn(PARAMS, _batch())
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics['ratio_mean'], 1.0)
+  np.testing.assert_allclose(metrics['clip_fraction'], 0.0)
+  np.testing.assert_allclose(metrics['entropy'], math.log(VOCAB), rtol=1e-6)
+  assert metrics['num_tokens'] == 4
+  assert 'kl' not in metrics
+
+
+def test_old_logprobs_ratio_half():
+  # old = logp + log 2 -> ratio 0.5 everywhere. A = 2: max(-1, -1.6) = -1;
+  # A = -1: max(0.5, 0.8) = 0.8. Token mean: (3 * -1 + 0.8) / 4.
+  old = jnp.full((2, 4), LOGP + math.log(2.0))
+  loss, m = rl.make_policy_loss(apply_fn)(PARAMS, _batch(old_logprobs=old))
+  np.testing.assert_allclose(loss, (-3.0 + 0.8) / 4, rtol=1e-6)
+  np.testing.assert_allclose(m['clip_fraction'], 0.25)
+
+
+@pytest.mark.parametrize(
+  'estimator,kl',
+  [('k1', 0.1), ('k2', 0.005), ('k3', math.expm1(-0.1) + 0.1)],
+)
+def test_kl_term(estimator, kl):
+  ref = jnp.full((2, 4), LOGP - 0.1)  # log ratio 0.1
+  config = rl.PolicyLossConfig(beta=0.5, kl_estimator=estimator)
+  loss, m = rl.make_policy_loss(apply_fn, config)(
+    PARAMS, _batch(ref_logprobs=ref)
+  )
+  np.testing.assert_allclose(m['kl'], kl, rtol=1e-4)
+  np.testing.assert_allclose(loss, -1.25 + 0.5 * kl, rtol=1e-5)
+  np.testing.assert_allclose(m['pg_loss'], -1.25, rtol=1e-6)
+
+
+def test_entropy_bonus():
+  config = rl.PolicyLossConfig(entropy_coef=0.1)
+  loss, _ = rl.make_policy_loss(apply_fn, config)(PARAMS, _batch())
+  np.testing.assert_allclose(loss, -1.25 - 0.1 * math.log(VOCAB), rtol=1e-6)
+
+
+def test_gradient_matches_reinforce_and_improves_policy():
+  loss_fn = rl.make_policy_loss(apply_fn)
+  params = jax.random.normal(jax.random.key(0), (VOCAB, VOCAB))
+  batch = _batch()
+  grad = jax.grad(lambda p: loss_fn(p, batch)[0])(params)
+
+  def reinforce(p):
+    logp = rl.next_token_logprobs(
+      apply_fn(p, batch['tokens'], None), batch['tokens']
+    )
+    weights = jnp.array([[0, 2.0, 2.0, 2.0], [0, 0, -1.0, 0]])
+    return -jnp.sum(weights * logp) / 4
+
+  np.testing.assert_allclose(grad, jax.grad(reinforce)(params), rtol=1e-5)
+  # Gradient descent raises the log-prob of row 0 (A > 0).
+  grad_fn = jax.grad(lambda q: loss_fn(q, batch)[0])
+  step = jax.jit(lambda p: p - 0.5 * grad_fn(p))
+  seq = lambda p: rl.sequence_logprob(
+    rl.next_token_logprobs(apply_fn(p, batch['tokens'], None), batch['tokens']),
+    batch['loss_mask'] * batch['attention_mask'],
+  )
+  before = seq(params)
+  for _ in range(3):
+    params = step(params)
+  after = seq(params)
+  assert after[0] > before[0] and after[1] < before[1]
+
+
+def test_token_advantages_jit_and_padding_invariance():
+  loss_fn = jax.jit(rl.make_policy_loss(apply_fn, {'beta': 0.1}))
+  ref = jnp.full((2, 4), LOGP)
+  adv_tokens = jnp.array([[9.0, 2.0, 2.0, 2.0], [9.0, 9.0, -1.0, 9.0]])
+  a, _ = loss_fn(PARAMS, _batch(ref_logprobs=ref))
+  b, _ = loss_fn(PARAMS, _batch(ref_logprobs=ref, advantages=adv_tokens))
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+  # Padding / excluded positions may hold anything, including NaN.
+  nan_old = jnp.full((2, 4), LOGP).at[1, 3].set(jnp.nan).at[0, 0].set(jnp.inf)
+  nan_ref = ref.at[1, 3].set(jnp.nan).at[1, 1].set(-jnp.inf)
+  tokens = _batch()['tokens'].at[1, 3].set(3)
+  c, m = loss_fn(
+    PARAMS,
+    _batch(tokens=tokens, old_logprobs=nan_old, ref_logprobs=nan_ref),
+  )
+  np.testing.assert_allclose(c, a, rtol=1e-6)
+  assert all(np.isfinite(float(v)) for v in m.values())
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="allowed values: 'token-mean'"):
+    rl.PolicyLossConfig(loss_agg_mode='mean')
+  with pytest.raises(ValueError, match="allowed values: 'k1', 'k2', 'k3'"):
+    rl.PolicyLossConfig(kl_estimator='low_var_kl')
+  with pytest.raises(ValueError, match='beta must be >= 0'):
+    rl.PolicyLossConfig(beta=-0.1)
+  with pytest.raises(ValueError, match=r'Unknown PolicyLossConfig field\(s\)'):
+    rl.make_policy_loss(apply_fn, {'clip_eps': 0.2})
+
+
+def test_batch_validation():
+  loss_fn = rl.make_policy_loss(apply_fn, {'beta': 0.04})
+  with pytest.raises(ValueError, match='needs batch\\["ref_logprobs"\\]'):
+    loss_fn(PARAMS, _batch())
+  plain = rl.make_policy_loss(apply_fn)
+  batch = _batch()
+  del batch['loss_mask']
+  with pytest.raises(ValueError, match=r"missing required key\(s\) \['loss_m"):
+    plain(PARAMS, batch)
+  with pytest.raises(ValueError, match=r"unknown key\(s\) \['old_logprob'\]"):
+    plain(PARAMS, _batch(old_logprob=jnp.zeros((2, 4))))
+  with pytest.raises(ValueError, match='advantages must have shape'):
+    plain(PARAMS, _batch(advantages=jnp.zeros(3)))
+  with pytest.raises(ValueError, match='apply_fn must return logits'):
+    rl.make_policy_loss(lambda p, t, m: jnp.zeros((2, 4)))(PARAMS, _batch())
