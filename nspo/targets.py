@@ -36,12 +36,13 @@ class LeafTarget(NamedTuple):
   """Where one parameter leaf's input lives.
 
   Attributes:
-    site: capture-site name, e.g. `mlp_in`.
+    site: capture-site name, e.g. `mlp_in` (or, for other users of
+      `resolve` such as `cku`, whatever value the pattern maps to).
     layer: layer index into the site's stacked statistics, or None when
       the leaf itself is stacked over all layers (`[L, d_in, ...]`).
   """
 
-  site: str
+  site: Any
   layer: int | None
 
 
@@ -70,7 +71,7 @@ def leaf_paths(tree: Any) -> list[str]:
   return [path_str(p) for p, _ in leaves]
 
 
-def _compile(targets: Mapping[str, str]) -> list[tuple[re.Pattern, str]]:
+def _compile(targets: Mapping[str, Any]) -> list[tuple[re.Pattern, Any]]:
   if not targets:
     raise ValueError('targets is empty: give at least one {pattern: site}.')
   compiled = []
@@ -82,13 +83,13 @@ def _compile(targets: Mapping[str, str]) -> list[tuple[re.Pattern, str]]:
   return compiled
 
 
-def resolve(tree: Any, targets: Mapping[str, str]) -> dict[str, LeafTarget]:
+def resolve(tree: Any, targets: Mapping[str, Any]) -> dict[str, LeafTarget]:
   """Matches each leaf path of `tree` against `targets`.
 
   Args:
     tree: parameter (or update) pytree.
-    targets: `{regex: site}`; a leaf may match at most one pattern, and every
-      pattern must match at least one leaf.
+    targets: `{regex: site (or tag)}`; a leaf may match at most one
+      pattern, and every pattern must match at least one leaf.
 
   Returns:
     `{leaf path: LeafTarget}` for the matched leaves only.

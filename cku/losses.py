@@ -1,0 +1,140 @@
+"""Unlearning objectives over per-token log-probabilities.
+
+All functions take token log-probs `[B, T]` of the target tokens (response
+tokens of a prompt/response pair) and a `[B, T]` mask of the tokens that
+count; they are jit- and vmap-able.
+
+* Gradient ascent (GA): minimise  -NLL(forget) = mean log p(y_f | x_f).
+* NPO (Zhang et al. 2024): minimise
+  (2/β) · mean_b log(1 + (π_θ(y|x) / π_ref(y|x))^β)
+  = -(2/β) · mean_b log σ(-β (log π_θ(y|x) - log π_ref(y|x))),
+  a bounded version of GA whose gradient vanishes once the forget answers
+  are unlikely.
+* Retain term: NLL on retain data, or KL(π_θ ‖ π_ref) on retain tokens.
+
+`unlearning_loss` combines them: L = L_forget + λ · L_retain.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+FORGET_LOSSES = ('gradient_ascent', 'npo')
+
+
+def _check(logp, mask, name):
+  if logp.shape != mask.shape or logp.ndim != 2:
+    raise ValueError(
+      f'{name}: log-probs {logp.shape} and mask {mask.shape} must both be '
+      '[B, T].'
+    )
+
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean of `x [B, T]` over tokens with mask 1 (0 if none)."""
+  m = mask.astype(jnp.float32)
+  return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def nll(token_logp: jax.Array, mask: jax.Array) -> jax.Array:
+  """Token-mean negative log-likelihood. `[B, T]`, `[B, T]` -> `[]`."""
+  _check(token_logp, mask, 'nll')
+  return -masked_mean(token_logp.astype(jnp.float32), mask)
+
+
+def gradient_ascent_loss(token_logp: jax.Array, mask: jax.Array) -> jax.Array:
+  """-NLL on forget tokens (minimising it raises their NLL). -> `[]`."""
+  return -nll(token_logp, mask)
+
+
+def sequence_logp(token_logp: jax.Array, mask: jax.Array) -> jax.Array:
+  """log π(y|x) per sequence: `[B, T]` -> `[B]`."""
+  _check(token_logp, mask, 'sequence_logp')
+  return jnp.sum(token_logp.astype(jnp.float32) * mask, axis=-1)
+
+
+def npo_loss(
+  token_logp: jax.Array,
+  ref_token_logp: jax.Array,
+  mask: jax.Array,
+  beta: float = 0.1,
+) -> jax.Array:
+  """Negative preference optimisation on forget sequences. -> `[]`.
+
+  Args:
+    token_logp: `[B, T]` policy log-probs of the forget responses.
+    ref_token_logp: `[B, T]` reference-model log-probs (no gradient).
+    mask: `[B, T]` response-token mask.
+    beta: inverse temperature β > 0.
+  """
+  if isinstance(beta, int | float) and not beta > 0:
+    raise ValueError(f'npo beta must be > 0, got {beta!r}.')
+  _check(ref_token_logp, mask, 'npo_loss reference')
+  ratio = sequence_logp(token_logp, mask) - jax.lax.stop_gradient(
+    sequence_logp(ref_token_logp, mask)
+  )
+  return -(2.0 / beta) * jnp.mean(jax.nn.log_sigmoid(-beta * ratio))
+
+
+def kl_from_logits(
+  logits: jax.Array, ref_logits: jax.Array, mask: jax.Array
+) -> jax.Array:
+  """Token-mean KL(π_θ ‖ π_ref) over the vocabulary. `[B, T, V]` x2 -> `[]`."""
+  if logits.shape != ref_logits.shape or logits.shape[:2] != mask.shape:
+    raise ValueError(
+      f'kl_from_logits: logits {logits.shape}, ref {ref_logits.shape} and '
+      f'mask {mask.shape} disagree.'
+    )
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  ref = jax.nn.log_softmax(
+    jax.lax.stop_gradient(ref_logits).astype(jnp.float32), axis=-1
+  )
+  kl = jnp.sum(jnp.exp(logp) * (logp - ref), axis=-1)
+  return masked_mean(kl, mask)
+
+
+def unlearning_loss(
+  forget_logp: jax.Array,
+  forget_mask: jax.Array,
+  retain_logp: jax.Array,
+  retain_mask: jax.Array,
+  method: str = 'gradient_ascent',
+  retain_weight: float = 1.0,
+  ref_forget_logp: jax.Array | None = None,
+  beta: float = 0.1,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """L = L_forget + retain_weight · NLL(retain).
+
+  Args:
+    forget_logp: `[B, T]` policy log-probs on forget responses.
+    forget_mask: `[B, T]`.
+    retain_logp: `[B', T']` policy log-probs on retain responses.
+    retain_mask: `[B', T']`.
+    method: one of `FORGET_LOSSES`.
+    retain_weight: λ >= 0.
+    ref_forget_logp: `[B, T]` reference log-probs (required for NPO).
+    beta: NPO's β.
+
+  Returns:
+    (loss `[]`, metrics with forget_nll, retain_nll, forget_loss).
+  """
+  if method not in FORGET_LOSSES:
+    raise ValueError(
+      f'unknown unlearning method {method!r}; allowed: {FORGET_LOSSES}.'
+    )
+  if isinstance(retain_weight, int | float) and retain_weight < 0:
+    raise ValueError(f'retain_weight must be >= 0, got {retain_weight!r}.')
+  if method == 'npo':
+    if ref_forget_logp is None:
+      raise ValueError('method npo needs ref_forget_logp.')
+    forget = npo_loss(forget_logp, ref_forget_logp, forget_mask, beta)
+  else:
+    forget = gradient_ascent_loss(forget_logp, forget_mask)
+  retain = nll(retain_logp, retain_mask)
+  metrics = {
+    'forget_loss': forget,
+    'forget_nll': nll(forget_logp, forget_mask),
+    'retain_nll': retain,
+  }
+  return forget + retain_weight * retain, metrics
