@@ -1,0 +1,57 @@
+"""Curves from `metrics.json` rendered to PNG (matplotlib, Agg canvas).
+
+Uses `matplotlib.figure.Figure` with the Agg canvas directly rather than
+`pyplot`, so it never changes the process-wide backend or keeps figures
+alive in a global registry.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from matplotlib.backends import backend_agg
+from matplotlib.figure import Figure
+
+# Series with at most this many points get a marker on each point.
+_MARKER_MAX_POINTS = 30
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+  """File-name-safe lower-case slug: `'Loss (train)'` -> `'loss-train'`."""
+  slug = re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')
+  return slug[:max_len].rstrip('-') or 'plot'
+
+
+def plot_curve(
+  curve: Mapping[str, Any], path: str | os.PathLike, *, dpi: int = 100
+) -> pathlib.Path:
+  """Draws one validated curve (all its series on shared axes) to a PNG.
+
+  Args:
+    curve: `{'title', 'xlabel', 'ylabel', 'series': {name: {'x', 'y'}}}`.
+    path: output PNG path (parent folders are created).
+    dpi: resolution.
+
+  Returns:
+    The written path.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig = Figure(figsize=(6.0, 3.8), layout='constrained')
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  for name, s in curve['series'].items():
+    marker = 'o' if len(s['x']) <= _MARKER_MAX_POINTS else None
+    ax.plot(s['x'], s['y'], label=name, marker=marker, markersize=3)
+  ax.set_title(curve['title'])
+  ax.set_xlabel(curve.get('xlabel', ''))
+  ax.set_ylabel(curve.get('ylabel', ''))
+  ax.grid(alpha=0.3)
+  if len(curve['series']) > 1:
+    ax.legend(fontsize='small')
+  fig.savefig(path, dpi=dpi)
+  return path
