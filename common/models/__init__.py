@@ -8,6 +8,12 @@ from common.models.config import PRESETS
 from common.models.config import LMConfig
 from common.models.config import RopeScaling
 from common.models.config import get_preset
+from common.models.hf import HFFormatError
+from common.models.hf import config_from_hf
+from common.models.hf import config_to_hf
+from common.models.hf import load_hf
+from common.models.hf import load_hf_tokenizer
+from common.models.hf import save_hf
 from common.models.kv_cache import KVCache
 from common.models.kv_cache import init_cache
 from common.models.transformer import CAPTURE_NAMES
@@ -16,12 +22,18 @@ from common.models.transformer import Transformer
 
 __all__ = [
   'CAPTURE_NAMES',
+  'HFFormatError',
   'KVCache',
   'LMConfig',
   'LMOutput',
   'PRESETS',
   'RopeScaling',
   'Transformer',
+  'config_from_hf',
+  'config_to_hf',
   'get_preset',
   'init_cache',
+  'load_hf',
+  'load_hf_tokenizer',
+  'save_hf',
 ]
