@@ -1,0 +1,1 @@
+"""DHP: dynamic hybrid parallelism on jax.sharding sub-meshes."""
