@@ -17,6 +17,8 @@ PLOTS_DIR = 'plots'
 _OVERVIEW_COLUMNS = ('experiment', 'config', 'status', 'time', 'headline')
 # Summary entries shown in the overview table, per experiment.
 HEADLINE_ITEMS = 4
+# Longest error line shown in the overview (the section has the traceback).
+_MAX_ERROR_CHARS = 160
 _SCALE_CAVEAT = (
   'Runs use the configuration named in each section; `tiny` and `default` '
   "are CPU-scale versions of the papers' settings (smaller models, fewer "
@@ -201,7 +203,10 @@ def build_report(
     time = progress.format_duration(time) if time is not None else '-'
     if name in failures:
       error = failures[name].strip().splitlines()
-      rows.append([name, '-', 'FAILED', time, error[-1] if error else '-'])
+      last = error[-1] if error else '-'
+      if len(last) > _MAX_ERROR_CHARS:
+        last = last[: _MAX_ERROR_CHARS - 3] + '...'
+      rows.append([name, '-', 'FAILED', time, last])
     else:
       m = loaded[name][1]
       rows.append([name, m['config_name'], 'ok', time, _headline(m['summary'])])

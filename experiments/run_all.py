@@ -1,0 +1,261 @@
+"""The main job: every registered experiment, then one report.
+
+  python -m experiments.run_all --workdir=runs/demo --config_name=default
+  python -m experiments.run_all --config_name=tiny --only=lm_core,nspo
+
+For each experiment NAME of `experiments/registry.py` (in registry order),
+loads `experiments/NAME/configs/<config_name>.py:get_config()`, runs
+`run(config, <workdir>/NAME)` and checks the `metrics.json` it wrote. A
+failing experiment is logged with its traceback (also saved to
+`<workdir>/NAME/error.txt`), marked FAILED in the report, and the others
+still run; the job then exits with status 1. Writes `<workdir>/report.md`
+and `<workdir>/run_all.json` (status and time per experiment).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+import ml_collections
+from absl import app
+from absl import flags
+from absl import logging
+
+from common import metrics
+from common import report
+from common import train
+from experiments import common_main
+from experiments import registry
+
+EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent
+SUMMARY_JSON = 'run_all.json'
+ERROR_FILE = 'error.txt'
+# Traceback lines kept in the report for a failed experiment.
+_REPORT_TRACEBACK_LINES = 25
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What happened to one experiment."""
+
+  name: str
+  status: str  # 'ok' | 'FAILED'
+  seconds: float
+  run_dir: str
+  error: str | None = None
+
+
+def select(only: str | Sequence[str] | None, names: Sequence[str]) -> list[str]:
+  """The registered names to run, in registry order.
+
+  Args:
+    only: comma-separated names (or a list); None or '' means all.
+    names: the registered names.
+
+  Raises:
+    ValueError: `only` names an unregistered experiment (lists the
+      registered ones).
+  """
+  if not only:
+    return list(names)
+  wanted = only.split(',') if isinstance(only, str) else list(only)
+  wanted = [w.strip() for w in wanted if w.strip()]
+  unknown = [w for w in wanted if w not in names]
+  if unknown:
+    raise ValueError(
+      f'--only: unknown experiment(s) {unknown}; registered: '
+      f'{", ".join(names)}.'
+    )
+  return [n for n in names if n in wanted]
+
+
+def load_config(
+  name: str, config_name: str, experiments_dir: str | pathlib.Path
+) -> ml_collections.ConfigDict:
+  """Loads `<experiments_dir>/<name>/configs/<config_name>.py:get_config()`.
+
+  Raises:
+    FileNotFoundError: no such config file (lists the available ones).
+    TypeError: the file has no `get_config()` returning a `ConfigDict`.
+  """
+  config_dir = pathlib.Path(experiments_dir) / name / 'configs'
+  path = config_dir / f'{config_name}.py'
+  if not path.is_file():
+    available = sorted(
+      p.stem for p in config_dir.glob('*.py') if p.stem != '__init__'
+    )
+    raise FileNotFoundError(
+      f'experiment {name!r} has no config {config_name!r} ({path}); '
+      f'available: {available or "none"}.'
+    )
+  spec = importlib.util.spec_from_file_location(
+    f'_run_all_config_{name}_{config_name}', path
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  get_config = getattr(module, 'get_config', None)
+  if not callable(get_config):
+    raise TypeError(f'{path} defines no get_config() function.')
+  config = get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise TypeError(
+      f'{path}: get_config() returned {type(config).__name__}; it must '
+      'return an ml_collections.ConfigDict.'
+    )
+  return config
+
+
+def run_one(
+  name: str,
+  target: str,
+  config_name: str,
+  workdir: pathlib.Path,
+  experiments_dir: pathlib.Path,
+) -> Outcome:
+  """Runs one experiment; any exception becomes a FAILED outcome."""
+  run_dir = workdir / name
+  start = time.perf_counter()
+  logging.info('=== %s (%s config) -> %s', name, config_name, run_dir)
+  try:
+    config = load_config(name, config_name, experiments_dir)
+    run_fn = common_main.resolve(target)
+    common_main.save_config(config, str(run_dir))
+    result = run_fn(config, str(run_dir))
+    if not isinstance(result, Mapping):
+      raise TypeError(
+        f'{target} returned {type(result).__name__}; run(config, workdir) '
+        'must return the metrics.json dict.'
+      )
+    report.load_metrics(run_dir)  # exists and follows the schema
+  except Exception:  # noqa: BLE001  (recorded, reported, exit status 1)
+    seconds = time.perf_counter() - start
+    error = traceback.format_exc()
+    logging.error('%s FAILED after %.1f s:\n%s', name, seconds, error)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ERROR_FILE).write_text(error)
+    return Outcome(name, 'FAILED', seconds, str(run_dir), error)
+  seconds = time.perf_counter() - start
+  (run_dir / ERROR_FILE).unlink(missing_ok=True)
+  logging.info('%s ok in %s', name, metrics.format_duration(seconds))
+  return Outcome(name, 'ok', seconds, str(run_dir))
+
+
+def run_all(
+  workdir: str | pathlib.Path,
+  config_name: str = 'default',
+  only: str | Sequence[str] | None = None,
+  *,
+  experiments: Mapping[str, str] | None = None,
+  experiments_dir: str | pathlib.Path | None = None,
+) -> list[Outcome]:
+  """Runs the selected experiments and writes the report.
+
+  Args:
+    workdir: output root; experiment NAME writes to `<workdir>/NAME`.
+    config_name: which config file of each experiment (`tiny`, `default`,
+      `paper` or any other present in its `configs/`).
+    only: restrict to these names (comma-separated or a list).
+    experiments: name -> 'module:function' (default: the registry).
+    experiments_dir: the folder holding `<name>/configs/` (default: this
+      package's folder, `EXPERIMENTS_DIR`).
+
+  Returns:
+    One `Outcome` per experiment, in registry order.
+  """
+  experiments = registry.EXPERIMENTS if experiments is None else experiments
+  if experiments_dir is None:
+    experiments_dir = EXPERIMENTS_DIR
+  names = select(only, list(experiments))
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  outcomes = [
+    run_one(
+      n, experiments[n], config_name, workdir, pathlib.Path(experiments_dir)
+    )
+    for n in names
+  ]
+  ok = [pathlib.Path(o.run_dir) for o in outcomes if o.status == 'ok']
+  failures = {
+    o.name: '\n'.join(o.error.strip().splitlines()[-_REPORT_TRACEBACK_LINES:])
+    for o in outcomes
+    if o.status != 'ok'
+  }
+  out = report.build_report(
+    ok,
+    workdir / 'report.md',
+    failures=failures,
+    durations={o.name: o.seconds for o in outcomes},
+    order=names,
+    title=f'Results (`{config_name}` configs)',
+  )
+  metrics.write_json(
+    workdir / SUMMARY_JSON,
+    {
+      'config_name': config_name,
+      'experiments': [dataclasses.asdict(o) for o in outcomes],
+    },
+  )
+  for o in outcomes:
+    logging.info(
+      '%-20s %-6s %s', o.name, o.status, metrics.format_duration(o.seconds)
+    )
+  logging.info('report: %s', out)
+  return outcomes
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines `--workdir`, `--config_name` and `--only`."""
+  flags.DEFINE_string(
+    'workdir', 'runs/demo', 'Output root.', flag_values=flag_values
+  )
+  flags.DEFINE_string(
+    'config_name',
+    'default',
+    'Config of each experiment: tiny (seconds), default (minutes on CPU) '
+    'or paper (accelerators).',
+    flag_values=flag_values,
+  )
+  flags.DEFINE_list(
+    'only',
+    [],
+    'Comma-separated experiment names (default: all).',
+    flag_values=flag_values,
+  )
+
+
+def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS):
+  """Runs everything; returns the exit status (1 if anything failed)."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {list(argv[1:])}')
+  try:
+    select(flag_values.only, list(registry.EXPERIMENTS))
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  train.maybe_initialize_distributed()
+  outcomes = run_all(
+    flag_values.workdir, flag_values.config_name, flag_values.only
+  )
+  failed = [o.name for o in outcomes if o.status != 'ok']
+  if failed:
+    print(
+      f'FAILED: {", ".join(failed)} (see {flag_values.workdir}/report.md)',
+      file=sys.stderr,
+    )
+    return 1
+  print(
+    f'all {len(outcomes)} experiments ok; report: '
+    f'{flag_values.workdir}/report.md'
+  )
+  return 0
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,209 @@
+"""run_all over fake registered experiments; the common_main helper."""
+
+import json
+import textwrap
+
+import pytest
+from absl import app
+from absl import flags
+
+from common import metrics
+from experiments import common_main
+from experiments import registry
+from experiments import run_all
+
+_FAKE_MODULE = """
+import json, os
+from common import metrics
+
+def run(config, workdir):
+  losses = [1.0 / (i + 1) for i in range(config.steps)]
+  result = {
+    'title': 'Fake experiment',
+    'config_name': config.name,
+    'summary': {'final_loss': losses[-1], 'steps': config.steps},
+    'tables': [{'title': 'Vs paper', 'columns': ['method', 'ours', 'paper'],
+                'rows': [['fake', losses[-1], 0.1]]}],
+    'curves': [{'title': 'Loss', 'xlabel': 'step', 'ylabel': 'loss',
+                'series': {'fake': {'x': list(range(config.steps)),
+                                    'y': losses}}}],
+    'notes': ['tiny scale'],
+  }
+  metrics.write_json(os.path.join(workdir, 'metrics.json'), result)
+  return result
+
+def run_broken(config, workdir):
+  raise ValueError(f'boom at lr={config.lr}')
+
+def run_bad_schema(config, workdir):
+  result = {'summary': {'x': 1}}  # no title
+  metrics.write_json(os.path.join(workdir, 'metrics.json'), result)
+  return result
+"""
+
+_CONFIG = """
+import ml_collections
+
+def get_config():
+  return ml_collections.ConfigDict(
+    {{'name': '{name}', 'steps': {steps}, 'lr': 0.5}}
+  )
+"""
+
+
+@pytest.fixture
+def fake_experiments(tmp_path, monkeypatch):
+  """Fake experiment module on sys.path plus config folders."""
+  pkg = tmp_path / 'pkgs'
+  pkg.mkdir()
+  (pkg / 'fake_exp_mod.py').write_text(_FAKE_MODULE)
+  monkeypatch.syspath_prepend(str(pkg))
+  exp_dir = tmp_path / 'experiments'
+  for name in ('good', 'broken', 'bad_schema', 'no_tiny'):
+    configs = exp_dir / name / 'configs'
+    configs.mkdir(parents=True)
+    (configs / 'default.py').write_text(_CONFIG.format(name='default', steps=6))
+    if name != 'no_tiny':
+      (configs / 'tiny.py').write_text(_CONFIG.format(name='tiny', steps=3))
+  registered = {
+    'good': 'fake_exp_mod:run',
+    'broken': 'fake_exp_mod:run_broken',
+    'bad_schema': 'fake_exp_mod:run_bad_schema',
+    'no_tiny': 'fake_exp_mod:run',
+  }
+  return registered, exp_dir
+
+
+def test_run_all_good_and_failures(fake_experiments, tmp_path):
+  registered, exp_dir = fake_experiments
+  workdir = tmp_path / 'runs'
+  outcomes = run_all.run_all(
+    workdir, 'tiny', experiments=registered, experiments_dir=exp_dir
+  )
+  status = {o.name: o.status for o in outcomes}
+  assert status == {
+    'good': 'ok',
+    'broken': 'FAILED',
+    'bad_schema': 'FAILED',
+    'no_tiny': 'FAILED',
+  }
+  errors = {o.name: o.error for o in outcomes}
+  assert 'ValueError: boom at lr=0.5' in errors['broken']
+  assert 'title: is required but missing' in errors['bad_schema']
+  assert "no config 'tiny'" in errors['no_tiny']
+  assert "available: ['default']" in errors['no_tiny']
+  assert (workdir / 'broken' / 'error.txt').read_text() == errors['broken']
+
+  text = (workdir / 'report.md').read_text()
+  assert '| good | tiny | ok |' in text
+  assert '| broken | - | FAILED |' in text
+  assert 'ValueError: boom at lr=0.5' in text
+  assert '## `no_tiny`: FAILED' in text
+  assert '| fake | 0.3333 | 0.1 |' in text
+  assert '![Loss](plots/good/0-loss.png)' in text
+  assert (workdir / 'plots' / 'good' / '0-loss.png').is_file()
+  # The config each run used is saved beside it.
+  saved = json.loads((workdir / 'good' / 'config.json').read_text())
+  assert saved == {'lr': 0.5, 'name': 'tiny', 'steps': 3}
+  summary = metrics.read_json(workdir / 'run_all.json')
+  assert [e['status'] for e in summary['experiments']] == [
+    'ok',
+    'FAILED',
+    'FAILED',
+    'FAILED',
+  ]
+
+
+def test_main_with_patched_registry(fake_experiments, tmp_path, monkeypatch):
+  registered, exp_dir = fake_experiments
+  monkeypatch.setattr(registry, 'EXPERIMENTS', registered)
+  monkeypatch.setattr(run_all, 'EXPERIMENTS_DIR', exp_dir)
+  fv = flags.FlagValues()
+  run_all.define_flags(fv)
+  workdir = tmp_path / 'demo'
+  fv(['run_all', f'--workdir={workdir}', '--config_name=tiny', '--only=good'])
+  assert run_all.main(['run_all'], fv) == 0
+  assert (workdir / 'report.md').is_file()
+  assert not (workdir / 'broken').exists()
+
+  fv = flags.FlagValues()
+  run_all.define_flags(fv)
+  fv(
+    [
+      'run_all',
+      f'--workdir={workdir}',
+      '--config_name=tiny',
+      '--only=good,broken',
+    ]
+  )
+  assert run_all.main(['run_all'], fv) == 1
+  assert 'FAILED' in (workdir / 'report.md').read_text()
+
+  fv = flags.FlagValues()
+  run_all.define_flags(fv)
+  fv(['run_all', '--only=good,nope'])
+  with pytest.raises(
+    app.UsageError,
+    match=r"unknown experiment\(s\) \['nope'\]"
+    r'.*registered: good, broken, bad_schema, no_tiny',
+  ):
+    run_all.main(['run_all'], fv)
+
+
+def test_select_and_load_config_errors(fake_experiments):
+  _, exp_dir = fake_experiments
+  assert run_all.select('b,a', ['a', 'b', 'c']) == ['a', 'b']
+  assert run_all.select(None, ['a', 'b']) == ['a', 'b']
+  with pytest.raises(ValueError, match='registered: a, b'):
+    run_all.select(['x'], ['a', 'b'])
+  (exp_dir / 'good' / 'configs' / 'nofn.py').write_text('x = 1\n')
+  with pytest.raises(TypeError, match='defines no get_config'):
+    run_all.load_config('good', 'nofn', exp_dir)
+  cfg = run_all.load_config('good', 'default', exp_dir)
+  assert cfg.steps == 6
+
+
+def test_resolve_errors():
+  with pytest.raises(ValueError, match="must be 'package.module:function'"):
+    common_main.resolve('no_colon')
+  with pytest.raises(AttributeError, match="has no function 'nope'"):
+    common_main.resolve('json:nope')
+  with pytest.raises(ModuleNotFoundError):
+    common_main.resolve('no_such_module_xyz:run')
+  assert common_main.resolve('json:dumps') is json.dumps
+
+
+def test_common_main_flags_and_run(fake_experiments, tmp_path, capsys):
+  _, exp_dir = fake_experiments
+  main_file = exp_dir / 'good' / 'main.py'
+  main_file.write_text(textwrap.dedent('# placeholder main\n'))
+  fv = flags.FlagValues()
+  config, workdir = common_main.define_flags(str(main_file), fv)
+  fv(['main'])
+  assert config.value.steps == 6  # configs/default.py is the default
+  assert workdir.value == 'runs/good'
+
+  out = tmp_path / 'out'
+  argv = [
+    'main',
+    f'--config={exp_dir / "good" / "configs" / "tiny.py"}',
+    '--config.steps=4',
+    f'--workdir={out}',
+  ]
+  fv = flags.FlagValues()
+  config, workdir = common_main.define_flags(str(main_file), fv, argv)
+  fv(argv)
+  result = common_main.run_from_flags('fake_exp_mod:run', config, workdir)
+  assert result['summary'] == {'final_loss': 0.25, 'steps': 4}
+  assert metrics.read_json(out / 'metrics.json') == result
+  assert json.loads((out / 'config.json').read_text())['steps'] == 4
+  printed = capsys.readouterr().out
+  assert 'final_loss: 0.25' in printed
+
+  fv = flags.FlagValues()
+  argv = ['main', '--config.stepz=4']
+  # A typo in an override fails loudly, suggesting the real field (the
+  # default config is loaded, and the typo caught, as the flag is defined).
+  with pytest.raises(AttributeError, match='Did you mean "steps"'):
+    common_main.define_flags(str(main_file), fv, argv)
+    fv(argv)
