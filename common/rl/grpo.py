@@ -1,0 +1,412 @@
+"""A resumable GRPO loop over an NNX causal LM: sample, score, update.
+
+    trainer = GRPOTrainer(model, tokenizer, optax.adamw(1e-4), reward_fn,
+                          GRPOConfig(num_steps=200))
+    params, history = trainer.train(prompt_source, workdir)
+
+Each step `s`:
+
+1. `prompts, columns = prompt_source(s)`: `prompts_per_step` prompt texts
+   and per-prompt columns (e.g. `golden_answers`), a pure function of `s`
+   so that a resumed run sees the same data.
+2. Each prompt is repeated `num_generations` times (groups are consecutive
+   rows) and completed by the KV-cache `Sampler` (key: `fold_in(seed, s)`).
+3. `reward_fn(prompts, completions, **columns) -> [B * G]` (TRL's reward
+   protocol; every column repeated per generation) scores the decoded
+   completions.
+4. Group-normalised advantages (`advantages.group_advantages`), then
+   `num_iterations` clipped policy-gradient updates
+   (`policy_loss.make_policy_loss`) on the sampled batch, with an optional
+   KL penalty (`beta`) to a frozen reference model.
+
+The state is a `common.train.TrainState` saved by orbax every
+`checkpoint_every` steps; `train` resumes from the latest checkpoint, and
+metrics go to JSONL + TensorBoard like `common.train.fit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from common import metrics as metrics_lib
+from common.rl import advantages as advantages_lib
+from common.rl import logprobs as logprobs_lib
+from common.rl import policy_loss as policy_loss_lib
+from common.sampling import sampler as sampler_lib
+from common.train import checkpoint as checkpoint_lib
+from common.train import loop as loop_lib
+from common.train import mesh as mesh_lib
+from common.train import state as state_lib
+
+RewardFn = Callable[..., Any]
+PromptSource = Callable[[int], tuple[list[str], Mapping[str, list]]]
+EvalFn = Callable[[Any], Mapping[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig:
+  """GRPO hyperparameters (TRL/Tunix names where they exist).
+
+  Attributes:
+    num_steps: total rollout-and-update steps.
+    prompts_per_step: distinct prompts per step.
+    num_generations: completions per prompt (the group size G, >= 2).
+    max_prompt_len: prompts are left-padded to this many tokens.
+    max_new_tokens: completion length limit.
+    temperature: sampling temperature (> 0).
+    top_k: sampling top-k (None: off).
+    top_p: sampling nucleus mass (1: off).
+    scale_rewards: 'group', 'batch' or 'none' (see `group_advantages`).
+    num_iterations: updates per sampled batch (PPO epochs); with more than
+      one, the sampler's log-probs are the old policy's.
+    loss: the policy objective (`beta` > 0 needs a reference model).
+    checkpoint_every: save every N steps (None: only at the end).
+    log_every: log every N steps.
+    eval_every: run `eval_fn` every N steps (None: only at start and end).
+    seed: rollout seed.
+  """
+
+  num_steps: int
+  prompts_per_step: int = 16
+  num_generations: int = 8
+  max_prompt_len: int = 128
+  max_new_tokens: int = 16
+  temperature: float = 1.0
+  top_k: int | None = None
+  top_p: float = 1.0
+  scale_rewards: str = 'group'
+  num_iterations: int = 1
+  loss: policy_loss_lib.PolicyLossConfig = dataclasses.field(
+    default_factory=policy_loss_lib.PolicyLossConfig
+  )
+  checkpoint_every: int | None = 50
+  log_every: int = 10
+  eval_every: int | None = None
+  seed: int = 0
+
+  def __post_init__(self):
+    for name in (
+      'num_steps',
+      'prompts_per_step',
+      'max_prompt_len',
+      'max_new_tokens',
+      'num_iterations',
+      'log_every',
+    ):
+      v = getattr(self, name)
+      if not isinstance(v, int) or v < 1:
+        raise ValueError(f'GRPOConfig.{name} must be an int >= 1, got {v!r}')
+    if not isinstance(self.num_generations, int) or self.num_generations < 2:
+      raise ValueError(
+        'GRPOConfig.num_generations must be an int >= 2 (a group needs a '
+        f'baseline), got {self.num_generations!r}'
+      )
+    if not self.temperature > 0:
+      raise ValueError(
+        f'GRPOConfig.temperature must be > 0, got {self.temperature}'
+      )
+    if self.scale_rewards not in advantages_lib.SCALE_REWARDS:
+      raise ValueError(
+        f'GRPOConfig.scale_rewards={self.scale_rewards!r}; allowed: '
+        f'{advantages_lib.SCALE_REWARDS}'
+      )
+    if self.num_iterations > 1 and self.loss.temperature != 1.0:
+      raise ValueError(
+        'GRPOConfig: num_iterations > 1 reuses the sampler log-probs, '
+        'which are at temperature 1; set loss.temperature=1.0'
+      )
+
+
+def model_apply_fn(graphdef: nnx.GraphDef):
+  """`apply_fn(params, tokens [B,T], attention_mask [B,T]) -> logits`."""
+
+  def apply_fn(params, tokens, attention_mask):
+    model = nnx.merge(graphdef, params)
+    return model(tokens, attention_mask=attention_mask).logits
+
+  return apply_fn
+
+
+def rollout_batch(
+  prompt_tokens: np.ndarray,
+  prompt_mask: np.ndarray,
+  out: sampler_lib.GenerationOutput,
+) -> dict[str, np.ndarray]:
+  """Joins left-padded prompts and right-padded completions.
+
+  Args:
+    prompt_tokens: `[B, P]` left-padded prompt ids.
+    prompt_mask: `[B, P]` bool.
+    out: the sampler's output for these prompts (`tokens`, `mask`,
+      `logprobs` `[B, N]`).
+
+  Returns:
+    `{'tokens', 'attention_mask', 'loss_mask', 'old_logprobs'}`, each
+    `[B, P + N]`, aligned as `policy_loss` expects (entry t is about token
+    t); the loss mask covers exactly the generated tokens.
+  """
+  c_mask = np.asarray(out.mask, bool)
+  zeros = np.zeros_like(prompt_mask, bool)
+  return {
+    'tokens': np.concatenate([prompt_tokens, np.asarray(out.tokens)], 1).astype(
+      np.int32
+    ),
+    'attention_mask': np.concatenate([prompt_mask, c_mask], 1),
+    'loss_mask': np.concatenate([zeros, c_mask], 1),
+    'old_logprobs': np.concatenate(
+      [np.zeros(prompt_mask.shape, np.float32), np.asarray(out.logprobs)], 1
+    ),
+  }
+
+
+def _repeat(columns: Mapping[str, list], n: int, g: int) -> dict[str, list]:
+  out = {}
+  for k, v in columns.items():
+    if len(v) != n:
+      raise ValueError(
+        f'prompt_source column {k!r} has {len(v)} entries for {n} prompts'
+      )
+    out[k] = [x for x in v for _ in range(g)]
+  return out
+
+
+class GRPOTrainer:
+  """GRPO on an NNX causal LM with the KV-cache sampler (see module doc)."""
+
+  def __init__(
+    self,
+    model: nnx.Module,
+    tokenizer,
+    tx: optax.GradientTransformation,
+    reward_fn: RewardFn,
+    config: GRPOConfig,
+    *,
+    ref_params: Any = None,
+    mesh: jax.sharding.Mesh | None = None,
+  ):
+    """Builds the sampler and the jitted update.
+
+    Args:
+      model: the policy (e.g. `common.models.Transformer`, already SFT-ed);
+        its full `nnx.split` state is trained.
+      tokenizer: encodes prompts and decodes completions (`encode_batch`,
+        `decode`, `eos_id`, `pad_id`).
+      tx: the optimizer.
+      reward_fn: `reward_fn(prompts, completions, **columns) -> [B * G]`.
+      config: a `GRPOConfig`.
+      ref_params: reference-model state for the KL term; default: the
+        policy's initial parameters (used only when `config.loss.beta > 0`).
+      mesh: mesh for the update (batch on 'data'); default: one device.
+    """
+    self.config = config
+    self.tokenizer = tokenizer
+    self.reward_fn = reward_fn
+    self.tx = tx
+    self.mesh = mesh
+    self.graphdef, self.init_params = nnx.split(model)
+    capacity = config.max_prompt_len + config.max_new_tokens
+    self.sampler = sampler_lib.Sampler(model, capacity=capacity)
+    self.gen_config = sampler_lib.GenerationConfig(
+      max_new_tokens=config.max_new_tokens,
+      temperature=config.temperature,
+      top_k=config.top_k,
+      top_p=config.top_p,
+      eos_ids=(tokenizer.eos_id,),
+      pad_id=tokenizer.pad_id,
+    )
+    apply_fn = model_apply_fn(self.graphdef)
+    self.ref_params = ref_params if ref_params is not None else self.init_params
+    self._logprobs = jax.jit(
+      lambda p, t, m: logprobs_lib.next_token_logprobs(apply_fn(p, t, m), t)
+    )
+    loss_fn = policy_loss_lib.make_policy_loss(apply_fn, config.loss)
+
+    def train_loss(params, batch, rng):
+      del rng
+      loss, metrics = loss_fn(params, batch)
+      metrics = {k: v for k, v in metrics.items() if k != 'loss'}
+      return loss, metrics
+
+    step = state_lib.make_train_step(train_loss, tx, has_aux=True)
+    self._update = jax.jit(step, donate_argnums=0)
+
+  def init_state(self) -> state_lib.TrainState:
+    """The step-0 `TrainState` from the model's parameters."""
+    params = jax.tree.map(jnp.copy, self.init_params)
+    return state_lib.TrainState.create(params, self.tx, self.config.seed)
+
+  def rollout(
+    self, params, prompts: list[str], columns: Mapping[str, list], step: int
+  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Samples and scores one step's groups.
+
+    Returns:
+      `(batch, info)`: the update batch (with `advantages`, and
+      `ref_logprobs` when `beta > 0`) and `info` with `rewards` `[B*G]`,
+      `completions`, `prompts` and the sampler `output`.
+    """
+    cfg = self.config
+    g = cfg.num_generations
+    if len(prompts) != cfg.prompts_per_step:
+      raise ValueError(
+        f'prompt_source({step}) gave {len(prompts)} prompts; '
+        f'GRPOConfig.prompts_per_step={cfg.prompts_per_step}'
+      )
+    enc = self.tokenizer.encode_batch(
+      prompts, cfg.max_prompt_len, left_pad=True
+    )
+    p_tokens = np.repeat(enc.ids, g, axis=0)
+    p_mask = np.repeat(enc.mask, g, axis=0)
+    self.sampler.update(params)
+    key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+    out = self.sampler.sample(p_tokens, p_mask, key, self.gen_config)
+    out = jax.device_get(out)
+    completions = [
+      self.tokenizer.decode(t[m])
+      for t, m in zip(out.tokens, out.mask, strict=True)
+    ]
+    rep_prompts = [p for p in prompts for _ in range(g)]
+    rewards = np.asarray(
+      self.reward_fn(
+        rep_prompts, completions, **_repeat(columns, len(prompts), g)
+      ),
+      np.float32,
+    )
+    if rewards.shape != (len(rep_prompts),):
+      raise ValueError(
+        f'reward_fn returned shape {rewards.shape}; expected '
+        f'({len(rep_prompts)},), one reward per completion'
+      )
+    if not np.all(np.isfinite(rewards)):
+      bad = np.nonzero(~np.isfinite(rewards))[0][:5].tolist()
+      raise ValueError(f'reward_fn returned non-finite rewards at rows {bad}')
+    batch = rollout_batch(p_tokens, p_mask, out)
+    if cfg.num_iterations == 1:
+      del batch['old_logprobs']  # on-policy: ratio 1, exact gradient
+    batch['advantages'] = np.asarray(
+      advantages_lib.group_advantages(
+        jnp.asarray(rewards), g, cfg.scale_rewards
+      )
+    )
+    if cfg.loss.beta > 0:
+      batch['ref_logprobs'] = np.asarray(
+        self._logprobs(
+          self.ref_params, batch['tokens'], batch['attention_mask']
+        )
+      )
+    info = {
+      'rewards': rewards,
+      'completions': completions,
+      'prompts': rep_prompts,
+      'output': out,
+    }
+    return batch, info
+
+  def update(self, state, batch):
+    """`num_iterations` policy updates on one rollout batch."""
+    if self.mesh is not None:
+      batch = mesh_lib.shard_batch(batch, self.mesh)
+    metrics = {}
+    for _ in range(self.config.num_iterations):
+      state, metrics = self._update(state, batch)
+    return state._replace(step=state.step + 1), metrics
+
+  def train(
+    self,
+    prompt_source: PromptSource,
+    workdir: str | os.PathLike,
+    eval_fn: EvalFn | None = None,
+    state: state_lib.TrainState | None = None,
+  ) -> tuple[state_lib.TrainState, list[dict[str, Any]]]:
+    """Runs (or resumes) GRPO until `config.num_steps`.
+
+    Args:
+      prompt_source: `prompt_source(step) -> (prompts, columns)`.
+      workdir: folder for `checkpoints/`, `metrics.jsonl` and TensorBoard.
+      eval_fn: optional `eval_fn(params) -> {name: float}`, logged with an
+        `eval_` prefix at step 0, every `eval_every` steps and at the end.
+      state: starting state (default: `init_state()`); ignored when a
+        checkpoint exists in `workdir`.
+
+    Returns:
+      `(final_state, history)`: `history` holds the logged records of this
+      call (`step`, `reward_mean`, ..., `eval_*`).
+
+    Raises:
+      loop.NonFiniteError: the loss or a gradient became NaN/inf; nothing
+        is saved for that step.
+    """
+    cfg = self.config
+    workdir = pathlib.Path(workdir)
+    state = self.init_state() if state is None else state
+    history: list[dict[str, Any]] = []
+    with checkpoint_lib.Checkpointer(workdir) as ckpt:
+      start = ckpt.latest_step()
+      if start is not None:
+        state = ckpt.restore(like=state)
+      writer = metrics_lib.MetricsWriter(workdir, resume_step=start)
+      try:
+        step = int(state.step)
+        if eval_fn is not None and step == 0:
+          history.append(self._log(writer, 0, {}, eval_fn(state.params)))
+        pending: list[dict[str, float]] = []
+        while step < cfg.num_steps:
+          prompts, columns = prompt_source(step)
+          batch, info = self.rollout(state.params, prompts, columns, step)
+          state, metrics = self.update(state, batch)
+          step += 1
+          record = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          bad = [k for k, v in record.items() if not math.isfinite(v)]
+          if bad:
+            raise loop_lib.NonFiniteError(
+              step,
+              bad[0],
+              record[bad[0]],
+              ', '.join(bad[1:]),
+              'GRPO update; the last checkpoint is kept.',
+            )
+          out = info['output']
+          record.update(
+            reward_mean=float(info['rewards'].mean()),
+            reward_std=float(info['rewards'].std()),
+            completion_length=float(np.mean(out.lengths)),
+            finished_eos=float(
+              np.mean(out.finish_reason == sampler_lib.FINISH_EOS)
+            ),
+          )
+          pending.append(record)
+          do_eval = eval_fn is not None and (
+            step == cfg.num_steps
+            or (cfg.eval_every and step % cfg.eval_every == 0)
+          )
+          if step % cfg.log_every == 0 or step == cfg.num_steps or do_eval:
+            mean = {k: float(np.mean([r[k] for r in pending])) for k in record}
+            evals = eval_fn(state.params) if do_eval else {}
+            history.append(self._log(writer, step, mean, evals))
+            pending = []
+          if step == cfg.num_steps or (
+            cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+          ):
+            ckpt.save(step, state, force=True)
+      finally:
+        writer.close()
+    return state, history
+
+  @staticmethod
+  def _log(writer, step, scalars, evals) -> dict[str, Any]:
+    record = dict(scalars)
+    record.update({f'eval_{k}': float(v) for k, v in evals.items()})
+    writer.write(step, record)
+    return {'step': step, **record}
