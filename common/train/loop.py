@@ -122,6 +122,19 @@ def _wrap_step(step_fn: StepFn):
   return wrapped
 
 
+def _fresh_copy(state: Any, shardings: Any) -> Any:
+  """`state` placed with `shardings` in new buffers.
+
+  The loop donates the state's buffers, and `jax.device_put` may alias the
+  caller's arrays even with `may_alias=False` (e.g. a single-device array
+  replicated over a mesh keeps its buffer as one shard), so the copy is made
+  by a jitted `jnp.copy`, whose outputs never alias its inputs.
+  """
+  placed = jax.device_put(state, shardings)
+  copy = jax.jit(lambda t: jax.tree.map(jnp.copy, t), out_shardings=shardings)
+  return copy(placed)
+
+
 def _first_non_finite(pending: list[tuple[int, dict[str, Any]]]):
   """(step, metric, value, others) of the first non-finite metric, or None.
 
@@ -250,7 +263,7 @@ def fit(
       state = ckpt.restore(like=like, step=latest)
       logging.info('fit: resumed from step %d in %s', latest, ckpt.directory)
     else:
-      state = jax.device_put(state, shardings, may_alias=False)
+      state = _fresh_copy(state, shardings)
     start = int(jax.device_get(state.step))
     return _run(
       state,

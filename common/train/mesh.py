@@ -36,8 +36,7 @@ BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
 
 # Environment variables that mark a multi-process launch, by launcher.
 _DISTRIBUTED_ENV = (
-  'JAX_COORDINATOR_ADDRESS',  # explicit jax launch
-  'COORDINATOR_ADDRESS',
+  'JAX_COORDINATOR_ADDRESS',  # explicit launch (+ JAX_NUM_PROCESSES, ...)
   'SLURM_NTASKS',  # SLURM srun
   'OMPI_COMM_WORLD_SIZE',  # Open MPI mpirun
   'TPU_WORKER_HOSTNAMES',  # Cloud TPU pod slices

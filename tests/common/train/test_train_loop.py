@@ -330,3 +330,28 @@ def test_fit_rejects_bad_arguments(problem, tmp_path):
       num_steps=1,
       workdir=tmp_path / 'v',
     )
+
+
+def test_fit_with_extras_fsdp_string_and_progress(problem, tmp_path, capsys):
+  def step_fn(state, batch):
+    state, m = problem.step_fn(state, batch)
+    count = state.extras['count'] + 1.0
+    return state._replace(extras={'count': count}), {**m, 'count': count}
+
+  init = problem.make_state()._replace(extras={'count': jnp.zeros(())})
+  final, hist = train.fit(
+    init,
+    step_fn,
+    problem.batches,
+    num_steps=3,
+    workdir=tmp_path,
+    mesh=train.make_mesh(fsdp=2),
+    state_sharding='fsdp',
+    log_every=3,
+    progress=True,
+  )
+  assert float(final.extras['count']) == 3.0
+  assert hist[-1]['count'] == 2.0  # mean of 1, 2, 3
+  # The caller's initial state was copied, not donated.
+  assert float(init.extras['count']) == 0.0
+  assert '3/3' in capsys.readouterr().err
