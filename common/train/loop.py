@@ -203,7 +203,8 @@ def fit(
     state_sharding: None (replicate), `'fsdp'` (see `train_state_sharding`)
       or a pytree of shardings matching `state`.
     max_to_keep: checkpoints kept (the latest always is).
-    donate: donate the state's buffers to each step (halves peak memory).
+    donate: donate the state's buffers to each step (the new state reuses
+      them instead of holding a second copy).
     progress: show a tqdm bar (default: when >= 100 steps remain).
 
   Returns:
