@@ -1,0 +1,63 @@
+"""lm_core default: the main job's config (a few minutes on 2 CPU cores)."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = 'default'
+  c.seed = 0
+  # The knowledge world (common.synthetic.KnowledgeWorldConfig fields).
+  c.world = ml_collections.ConfigDict(
+    {
+      'num_entities': 800,
+      'num_distractors': 800,
+      'num_templates': 4,
+      'max_hops': 1,
+      'train_questions': 3000,
+      'test_questions': 400,
+      'compositional_questions': 0,
+      'num_compositional_paths': 0,
+    }
+  )
+  c.top_k_docs = 3
+  c.max_prompt_len = 96
+  c.max_new_tokens = 12
+  # Model: a common.models preset with fields overridden.
+  c.model = ml_collections.ConfigDict(
+    {
+      'preset': 'tiny',
+      'd_model': 64,
+      'n_layers': 2,
+      'n_heads': 4,
+      'n_kv_heads': 2,
+      'd_ff': 256,
+      'max_seq_len': 128,
+    }
+  )
+  c.sft = ml_collections.ConfigDict(
+    {
+      'steps': 300,
+      'batch_size': 32,
+      'learning_rate': 3e-3,
+      'warmup_steps': 30,
+      'log_every': 20,
+    }
+  )
+  c.grpo = ml_collections.ConfigDict(
+    {
+      'steps': 150,
+      'prompts_per_step': 16,
+      'num_generations': 8,
+      'learning_rate': 2e-4,
+      'temperature': 1.0,
+      'epsilon': 0.2,
+      'epsilon_high': 0.28,
+      'beta': 0.0,
+      'log_every': 10,
+      'eval_every': 50,
+    }
+  )
+  c.eval = ml_collections.ConfigDict({'num_questions': 256})
+  c.checkpoint_every = 50
+  return c

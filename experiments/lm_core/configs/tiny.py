@@ -1,0 +1,30 @@
+"""lm_core tiny: seconds, for tests and CI."""
+
+from experiments.lm_core.configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.name = 'tiny'
+  c.world.update(
+    {
+      'num_entities': 60,
+      'num_distractors': 40,
+      'train_questions': 200,
+      'test_questions': 40,
+    }
+  )
+  c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64})
+  c.sft.update({'steps': 6, 'batch_size': 8, 'warmup_steps': 2, 'log_every': 2})
+  c.grpo.update(
+    {
+      'steps': 3,
+      'prompts_per_step': 2,
+      'num_generations': 4,
+      'log_every': 1,
+      'eval_every': 3,
+    }
+  )
+  c.eval.num_questions = 16
+  c.checkpoint_every = 3
+  return c
