@@ -1,0 +1,61 @@
+"""Tests for experiments/lm_core."""
+
+import json
+
+import pytest
+
+from common.report import schema
+from experiments.lm_core import experiment
+from experiments.lm_core.configs import paper
+from experiments.lm_core.configs import tiny
+
+
+@pytest.fixture(scope='module')
+def world():
+  cfg = tiny.get_config()
+  return experiment._world(cfg)
+
+
+def test_examples_hold_the_golden_document(world):
+  examples = experiment.make_examples(world, 'test', k=3)
+  assert examples
+  by_id = world.document_by_id
+  questions = [q for q in world.split('test') if q['hops'] == 1]
+  for ex, q in zip(examples, questions, strict=True):
+    gold = by_id[q['decomposition'][0]['doc_id']]
+    title, _, text = gold['contents'].partition('\n')
+    assert text in ex['prompt']
+    assert ex['prompt'].count('Doc ') == 3
+    assert ex['response'] == f'<answer> {q["golden_answers"][0]} </answer>'
+
+
+def test_train_and_test_use_disjoint_entities(world):
+  heldout = {e.name for e in world.heldout_entities}
+  train = experiment.make_examples(world, 'train', k=3)
+  for ex in train:
+    for a in ex['golden_answers']:
+      assert a not in heldout
+
+
+def test_paper_config_builds_the_real_shape():
+  cfg = paper.get_config()
+  mc = experiment._model_config(cfg, vocab_size=1000)
+  assert (mc.d_model, mc.n_layers, mc.n_heads, mc.n_kv_heads) == (
+    896,
+    24,
+    14,
+    2,
+  )
+  assert mc.vocab_size == 1000
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_valid_metrics(tmp_path):
+  result = experiment.run(tiny.get_config(), str(tmp_path))
+  on_disk = json.loads((tmp_path / 'metrics.json').read_text())
+  assert on_disk['summary'] == result['summary']
+  schema.validate_metrics(on_disk, str(tmp_path / 'metrics.json'))
+  for key in ('test_em_after_sft', 'test_em_after_grpo'):
+    assert 0.0 <= result['summary'][key] <= 1.0
+  assert (tmp_path / 'grpo' / 'checkpoints').is_dir()
+  assert (tmp_path / 'tokenizer' / 'tokenizer.json').is_file()
