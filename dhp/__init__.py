@@ -1,1 +1,55 @@
-"""DHP: dynamic hybrid parallelism on jax.sharding sub-meshes."""
+"""DHP: dynamic hybrid parallelism on jax.sharding sub-meshes.
+
+Planner (NumPy): ``plan_round`` / ``plan_batch`` with a ``CostModel``;
+baselines in ``dhp.baselines``; length generators in ``dhp.lengths``.
+Runtime (JAX): ``ring_attention`` under ``jax.shard_map`` on any ring size
+and ``DHPRuntime``, which runs a planned round on one sub-mesh per group.
+"""
+
+from dhp import baselines
+from dhp import lengths
+from dhp.cost_model import CostModel
+from dhp.cost_model import calibrate
+from dhp.cost_model import flexsp_preset
+from dhp.cost_model import linear_preset
+from dhp.model import ModelConfig
+from dhp.planner import BatchPlan
+from dhp.planner import GroupPlan
+from dhp.planner import RoundPlan
+from dhp.planner import allocate_dp
+from dhp.planner import allocate_threshold
+from dhp.planner import bfd_pack
+from dhp.planner import min_degrees
+from dhp.planner import plan_batch
+from dhp.planner import plan_round
+from dhp.ring_attention import dense_attention
+from dhp.ring_attention import ring_attention
+from dhp.ring_attention import zigzag_layout
+from dhp.runtime import DHPRuntime
+from dhp.runtime import ExecutableCache
+from dhp.runtime import reference_loss_and_grads
+
+__all__ = [
+  'BatchPlan',
+  'CostModel',
+  'DHPRuntime',
+  'ExecutableCache',
+  'GroupPlan',
+  'ModelConfig',
+  'RoundPlan',
+  'allocate_dp',
+  'allocate_threshold',
+  'baselines',
+  'bfd_pack',
+  'calibrate',
+  'dense_attention',
+  'flexsp_preset',
+  'lengths',
+  'linear_preset',
+  'min_degrees',
+  'plan_batch',
+  'plan_round',
+  'reference_loss_and_grads',
+  'ring_attention',
+  'zigzag_layout',
+]
