@@ -219,7 +219,7 @@ def gae_advantages(
     ['rewards', 'values', 'mask'], [rewards, values, mask]
   )
   for name, val in (('gamma', gamma), ('lam', lam)):
-    if not 0.0 <= val <= 1.0:
+    if _checks.is_concrete(val) and not 0.0 <= float(val) <= 1.0:
       raise ValueError(f'{name} must lie in [0, 1]; got {val}.')
   _checks.check_finite('rewards', rewards, mask)
   _checks.check_finite('values', values, mask)

@@ -128,14 +128,14 @@ def next_token_entropy(
 
 
 def sequence_logprob(
-  token_logprobs_: jax.Array, mask: jax.Array, average: bool = False
+  logprobs: jax.Array, mask: jax.Array, average: bool = False
 ) -> jax.Array:
   """Sum (or mean) of per-token log-probs over the valid tokens.
 
   Padded positions never contribute, even if they hold `-inf` or NaN.
 
   Args:
-    token_logprobs_: `[B, T]` per-token log-probs.
+    logprobs: `[B, T]` per-token log-probs.
     mask: `[B, T]`, nonzero for tokens that belong to the sequence.
     average: divide by the number of valid tokens (length-normalised
       log-prob; 0 for a row without valid tokens).
@@ -143,12 +143,10 @@ def sequence_logprob(
   Returns:
     `[B]` float32 sequence log-probs.
   """
-  _checks.check_rank('token_logprobs', token_logprobs_, 2, '[B, T]')
-  _checks.check_same_shape(['token_logprobs', 'mask'], [token_logprobs_, mask])
+  _checks.check_rank('logprobs', logprobs, 2, '[B, T]')
+  _checks.check_same_shape(['logprobs', 'mask'], [logprobs, mask])
   valid = mask != 0
-  total = jnp.sum(
-    jnp.where(valid, token_logprobs_.astype(jnp.float32), 0.0), axis=-1
-  )
+  total = jnp.sum(jnp.where(valid, logprobs.astype(jnp.float32), 0.0), axis=-1)
   if average:
     return total / jnp.maximum(jnp.sum(valid, axis=-1), 1)
   return total
