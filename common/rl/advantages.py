@@ -56,7 +56,8 @@ def group_advantages(
     rewards: `[B]` scalar reward per completion, groups consecutive.
     num_generations: group size G (>= 2); `B % G == 0`.
     scale_rewards: one of `SCALE_REWARDS`.
-    eps: added to the std (keeps all-equal groups at advantage 0).
+    eps: added to the std (keeps all-equal groups at advantage 0); verl
+      uses 1e-6 (the default), TRL 1e-4.
     ddof: delta degrees of freedom of the std; 1 (Bessel) matches TRL and
       verl (`torch.std`), 0 the population std.
 
