@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from common import synthetic
 from common.synthetic import arithmetic as ar
 from common.synthetic import calculator as calc
 from common.synthetic import traces
@@ -137,3 +138,11 @@ def test_too_small_problem_space_raises():
   )
   with pytest.raises(ValueError, match='could not draw 5 distinct test'):
     ar.make_problems(cfg)
+
+
+def test_prompts_and_traces_tokenize_without_unk(problems):
+  tok = synthetic.build_tokenizer(problems=problems['train'], strict=True)
+  for p in problems['test']:  # test word problems use the same templates
+    tok.encode(traces.arithmetic_prompt(p))
+    ids = tok.encode(traces.arithmetic_tool_trace(p))
+    assert tok.decode(ids) == traces.arithmetic_tool_trace(p)
