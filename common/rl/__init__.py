@@ -31,6 +31,7 @@ from common.rl.logprobs import next_token_logprobs
 from common.rl.logprobs import sequence_logprob
 from common.rl.logprobs import shift_for_next_token
 from common.rl.logprobs import token_logprobs
+from common.rl.losses import IMPORTANCE_SAMPLING_LEVELS
 from common.rl.losses import LOSS_AGG_MODES
 from common.rl.losses import aggregate_loss
 from common.rl.losses import clipped_value_loss
@@ -41,6 +42,7 @@ from common.rl.policy_loss import PolicyLossConfig
 from common.rl.policy_loss import make_policy_loss
 
 __all__ = [
+  'IMPORTANCE_SAMPLING_LEVELS',
   'KL_ESTIMATORS',
   'KLController',
   'KLControllerState',

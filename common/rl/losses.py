@@ -30,6 +30,7 @@ LOSS_AGG_MODES = (
   'seq-mean-token-sum',
   'dr_grpo',
 )
+IMPORTANCE_SAMPLING_LEVELS = ('token', 'sequence')
 
 
 def aggregate_loss(
@@ -99,10 +100,14 @@ def ppo_policy_loss(
   delta: float | None = None,
   loss_agg_mode: str = 'token-mean',
   max_len: int | None = None,
+  importance_sampling_level: str = 'token',
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """PPO clipped surrogate with asymmetric (DAPO) and dual clipping.
 
-  With `rho = exp(logp - old_logp)` and advantage `A` per token:
+  With `rho = exp(logp - old_logp)` per token (or, for
+  `importance_sampling_level='sequence'`, GSPO's length-normalised sequence
+  ratio `rho_b = exp(mean_t (logp - old_logp))` over the row's valid tokens,
+  shared by all its tokens, as TRL) and advantage `A` per token:
 
     L = max(-A * rho, -A * clip(rho, 1 - epsilon, 1 + epsilon_high))
 
@@ -121,6 +126,7 @@ def ppo_policy_loss(
       epsilon_high), or None.
     loss_agg_mode: see `aggregate_loss`.
     max_len: see `aggregate_loss`.
+    importance_sampling_level: one of `IMPORTANCE_SAMPLING_LEVELS`.
 
   Returns:
     `(loss, metrics)`: the aggregated scalar loss and token-mean metrics
@@ -129,6 +135,11 @@ def ppo_policy_loss(
     `ppo_kl`), `ratio_mean`, `ratio_max`.
   """
   _check_ppo_args(epsilon, epsilon_high, delta)
+  _checks.check_choice(
+    'importance_sampling_level',
+    importance_sampling_level,
+    IMPORTANCE_SAMPLING_LEVELS,
+  )
   _checks.check_rank('logprobs', logprobs, 2, '[B, T]')
   _checks.check_same_shape(
     ['logprobs', 'old_logprobs', 'advantages', 'mask'],
@@ -141,6 +152,9 @@ def ppo_policy_loss(
   log_ratio = jnp.where(
     valid, logprobs.astype(jnp.float32) - old_logprobs.astype(jnp.float32), 0.0
   )
+  if importance_sampling_level == 'sequence':
+    seq_log_ratio = advantages_lib.masked_mean(log_ratio, mask, axis=-1)
+    log_ratio = jnp.where(valid, seq_log_ratio[:, None], 0.0)
   ratio = jnp.exp(log_ratio)
   adv = jnp.where(valid, advantages.astype(jnp.float32), 0.0)
   unclipped = -adv * ratio

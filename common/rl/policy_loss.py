@@ -62,6 +62,8 @@ class PolicyLossConfig:
     max_len: normaliser of `'dr_grpo'` (e.g. max completion length);
       defaults to the batch's T.
     temperature: sampling temperature the logits are divided by.
+    importance_sampling_level: `'token'` (PPO/GRPO) or `'sequence'` (GSPO:
+      one length-normalised ratio per sequence).
   """
 
   epsilon: float = 0.2
@@ -73,6 +75,7 @@ class PolicyLossConfig:
   loss_agg_mode: str = 'token-mean'
   max_len: int | None = None
   temperature: float = 1.0
+  importance_sampling_level: str = 'token'
 
   def __post_init__(self):
     _checks.check_choice(
@@ -80,6 +83,11 @@ class PolicyLossConfig:
     )
     _checks.check_choice(
       'loss_agg_mode', self.loss_agg_mode, losses.LOSS_AGG_MODES
+    )
+    _checks.check_choice(
+      'importance_sampling_level',
+      self.importance_sampling_level,
+      losses.IMPORTANCE_SAMPLING_LEVELS,
     )
     losses._check_ppo_args(self.epsilon, self.epsilon_high, self.delta)
     if self.beta < 0:
@@ -193,6 +201,7 @@ def make_policy_loss(
       epsilon=config.epsilon,
       epsilon_high=config.epsilon_high,
       delta=config.delta,
+      importance_sampling_level=config.importance_sampling_level,
       **agg,
     )
     loss = pg_loss

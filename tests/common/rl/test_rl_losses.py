@@ -137,3 +137,31 @@ def test_clipped_value_loss_hand_case():
   np.testing.assert_allclose(grad, [[0.0, 0.5, 0.0]], atol=1e-7)
   with pytest.raises(ValueError, match='clip_range must be > 0'):
     rl.clipped_value_loss(values, old, returns, mask, clip_range=0.0)
+
+
+def test_sequence_level_importance_sampling_gspo():
+  old = jnp.zeros((2, 3))
+  # Row 0: mean log ratio (log 2 + 0) / 2 -> rho = sqrt(2) > 1.28, clipped;
+  # row 1: mean log ratio log 1.1 -> rho = 1.1 on its two valid tokens.
+  logp = jnp.array([[math.log(2.0), 0.0, NAN], [math.log(1.21), 0.0, NAN]])
+  adv = jnp.ones((2, 3))
+  mask = jnp.array([[1, 1, 0], [1, 1, 0]])
+  loss, m = rl.ppo_policy_loss(
+    logp, old, adv, mask, 0.2, 0.28, importance_sampling_level='sequence'
+  )
+  np.testing.assert_allclose(loss, (2 * -1.28 + 2 * -1.1) / 4, rtol=1e-6)
+  np.testing.assert_allclose(m['ratio_mean'], (2 * 2**0.5 + 2 * 1.1) / 4)
+  np.testing.assert_allclose(m['clip_fraction'], 0.5)
+  grad = jax.grad(
+    lambda lp: rl.ppo_policy_loss(
+      lp, old, adv, mask, 0.2, 0.28, importance_sampling_level='sequence'
+    )[0]
+  )(logp)
+  # Row 1 is unclipped: d/dlogp_t of -(2 * 1.1) / 4 = -1.1 / 4 per token.
+  np.testing.assert_allclose(
+    grad, [[0, 0, 0], [-1.1 / 4, -1.1 / 4, 0]], rtol=1e-5, atol=1e-7
+  )
+  with pytest.raises(ValueError, match="allowed values: 'token', 'sequence'"):
+    rl.ppo_policy_loss(
+      logp, old, adv, mask, importance_sampling_level='sentence'
+    )

@@ -146,6 +146,8 @@ def test_config_validation():
     rl.PolicyLossConfig(loss_agg_mode='mean')
   with pytest.raises(ValueError, match="allowed values: 'k1', 'k2', 'k3'"):
     rl.PolicyLossConfig(kl_estimator='low_var_kl')
+  with pytest.raises(ValueError, match="allowed values: 'token', 'sequ"):
+    rl.PolicyLossConfig(importance_sampling_level='seq')
   with pytest.raises(ValueError, match='beta must be >= 0'):
     rl.PolicyLossConfig(beta=-0.1)
   with pytest.raises(ValueError, match=r'Unknown PolicyLossConfig field\(s\)'):
