@@ -172,6 +172,9 @@ def from_moments(
     r_keep = int(keep.sum(axis=1).max())
     r_null = int(null_dim.max())
     kind = _choose(representation, d, r_keep, r_null)
+    # Bases keep at least one (zero) column: zero-size arrays cannot be
+    # checkpointed, and a zero column contributes nothing.
+    r_keep, r_null = max(r_keep, 1), max(r_null, 1)
     nd = jnp.asarray(null_dim, jnp.int32)
     if kind == 'dense':
       free = (~keep).astype(np.float64)

@@ -1,0 +1,16 @@
+"""NSPO tiny: seconds, for tests and CI (numbers are not meaningful)."""
+
+from experiments.nspo.configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.name = 'tiny'
+  c.task.update({'num_knowledge': 8, 'num_arithmetic': 8, 'num_topics': 2})
+  c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64})
+  c.sft.update({'steps': 4, 'batch_size': 8, 'warmup': 1})
+  c.nspo.update({'value': 1e-2, 'allow_frozen': True, 'batch_size': 8})
+  c.rl.update(
+    {'steps': 2, 'prompts_per_step': 8, 'num_generations': 2, 'eval_every': 1}
+  )
+  return c
