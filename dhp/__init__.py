@@ -2,12 +2,14 @@
 
 Planner (NumPy): ``plan_round`` / ``plan_batch`` with a ``CostModel``;
 baselines in ``dhp.baselines``; length generators in ``dhp.lengths``.
-Runtime (JAX): ``ring_attention`` under ``jax.shard_map`` on any ring size
-and ``DHPRuntime``, which runs a planned round on one sub-mesh per group.
+Runtime (JAX): ``ring_attention.ring_attention`` under ``jax.shard_map`` on
+any ring size and ``DHPRuntime``, which runs a planned round on one sub-mesh
+per group.
 """
 
 from dhp import baselines
 from dhp import lengths
+from dhp import ring_attention
 from dhp.cost_model import CostModel
 from dhp.cost_model import calibrate
 from dhp.cost_model import flexsp_preset
@@ -23,7 +25,6 @@ from dhp.planner import min_degrees
 from dhp.planner import plan_batch
 from dhp.planner import plan_round
 from dhp.ring_attention import dense_attention
-from dhp.ring_attention import ring_attention
 from dhp.ring_attention import zigzag_layout
 from dhp.runtime import DHPRuntime
 from dhp.runtime import ExecutableCache
