@@ -283,17 +283,17 @@ class DHPRuntime:
       raise ValueError('every sequence needs >= 2 tokens (next-token loss).')
     count = int((lengths - 1).sum())
     owner = np.full(self.num_devices, -1)
-    outputs = []
-    shapes = self.group_shapes(lengths, plan)
-    for gi, (g, (offset, degree, total_len)) in enumerate(
-      zip(plan.groups, shapes, strict=True)
-    ):
-      if (owner[offset : offset + degree] >= 0).any():
+    for gi, g in enumerate(plan.groups):
+      self.submesh(g.offset, g.degree)  # range check
+      if (owner[g.offset : g.offset + g.degree] >= 0).any():
         raise ValueError(
           f'group {gi} overlaps another group on ranks '
-          f'[{offset}, {offset + degree}).'
+          f'[{g.offset}, {g.offset + g.degree}).'
         )
-      owner[offset : offset + degree] = gi
+      owner[g.offset : g.offset + g.degree] = gi
+    outputs = []
+    shapes = self.group_shapes(lengths, plan)
+    for g, (offset, degree, total_len) in zip(plan.groups, shapes, strict=True):
       mesh = self.submesh(offset, degree)
       exe = self.executable(offset, degree, total_len, params)
       host = pack_group([sequences[i] for i in g.seq_ids], degree, total_len)
