@@ -1,0 +1,30 @@
+"""CKU default: a few minutes on 2 CPU cores."""
+
+import ml_collections
+
+from experiments.nspo.configs import default as nspo_default
+
+
+def get_config():
+  c = nspo_default.get_config()  # same task, model and SFT as NSPO
+  del c.nspo
+  del c.rl
+  c.cku = ml_collections.ConfigDict(
+    {
+      'arms': ('ga', 'ga_layers', 'cku'),
+      'score': 'attribution',  # attribution | activation | gradient
+      'score_batch_size': 32,
+      'lock_rate': 0.8,  # the paper's neuron locking rate (NLR)
+      'layers': (),  # () = the paper's layers 8-12 of 32, depth-scaled
+      'loss': 'gradient_ascent',  # gradient_ascent | npo
+      'retain_weight': 1.0,
+      'npo_beta': 0.1,
+      'lr': 1e-3,
+      'weight_decay': 0.0,
+      'steps': 40,
+      'forget_batch_size': 8,
+      'retain_batch_size': 32,
+      'eval_every': 5,
+    }
+  )
+  return c
