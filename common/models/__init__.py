@@ -14,6 +14,7 @@ from common.models.hf import config_to_hf
 from common.models.hf import load_hf
 from common.models.hf import load_hf_tokenizer
 from common.models.hf import save_hf
+from common.models.hf import to_hf_tensors
 from common.models.kv_cache import KVCache
 from common.models.kv_cache import init_cache
 from common.models.transformer import CAPTURE_NAMES
@@ -36,4 +37,5 @@ __all__ = [
   'load_hf',
   'load_hf_tokenizer',
   'save_hf',
+  'to_hf_tensors',
 ]

@@ -376,6 +376,36 @@ def load_hf(
   return config, nnx.merge(graphdef, state)
 
 
+def to_hf_tensors(
+  model: transformer.Transformer, config: config_lib.LMConfig
+) -> dict[str, np.ndarray]:
+  """The model's parameters as numpy arrays in HF names and layouts.
+
+  Linear kernels are transposed to `(out, in)`; arrays have the config's
+  `param_dtype` (bfloat16 as `ml_dtypes.bfloat16`).
+  """
+  flat = {
+    tuple(p): v[...] for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+  }
+  np_dtype = _NP_DTYPES[config.param_dtype]
+  tensors = {}
+  for name, (path, transpose, shape) in tensor_map(config).items():
+    if path not in flat:
+      raise HFFormatError(
+        f'Model has no parameter {"/".join(map(str, path))}'
+        f' for {name!r}; does the config match the model?'
+      )
+    array = np.asarray(jax.device_get(flat[path])).astype(np_dtype)
+    if transpose:
+      array = array.T
+    if array.shape != shape:
+      raise HFFormatError(
+        f'Parameter for {name!r} has HF shape {array.shape}, expected {shape}.'
+      )
+    tensors[name] = np.ascontiguousarray(array)
+  return tensors
+
+
 def save_hf(
   model: transformer.Transformer,
   config: config_lib.LMConfig,
@@ -399,26 +429,8 @@ def save_hf(
     The written weight file paths.
   """
   hf_config = config_to_hf(config, architecture)
+  tensors = to_hf_tensors(model, config)
   os.makedirs(directory, exist_ok=True)
-  flat = {
-    tuple(p): v[...] for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
-  }
-  np_dtype = _NP_DTYPES[config.param_dtype]
-  tensors = {}
-  for name, (path, transpose, shape) in tensor_map(config).items():
-    if path not in flat:
-      raise HFFormatError(
-        f'Model has no parameter {"/".join(map(str, path))}'
-        f' for {name!r}; does the config match the model?'
-      )
-    array = np.asarray(jax.device_get(flat[path])).astype(np_dtype)
-    if transpose:
-      array = array.T
-    if array.shape != shape:
-      raise HFFormatError(
-        f'Parameter for {name!r} has HF shape {array.shape}, expected {shape}.'
-      )
-    tensors[name] = np.ascontiguousarray(array)
   with open(os.path.join(directory, 'config.json'), 'w') as fh:
     json.dump(hf_config, fh, indent=2)
 
