@@ -298,3 +298,19 @@ def test_bfloat16_compute_is_close_to_float32():
   l32, l16 = m32(toks).logits, m16(toks).logits
   assert l16.dtype == jnp.float32
   np.testing.assert_allclose(l16, l32, atol=5e-2)
+
+
+def test_batch_sharded_forward_equals_single_device(tiny):
+  cfg, model = tiny
+  devices = jax.devices()[:8]
+  mesh = jax.sharding.Mesh(
+    np.array(devices), ('data',), axis_types=(jax.sharding.AxisType.Auto,)
+  )
+  toks = jnp.asarray(np.random.default_rng(4).integers(0, 256, (8, 6)))
+  mask = jnp.asarray(np.arange(6)[None] >= np.arange(8)[:, None] % 3)
+  fwd = jax.jit(lambda m, t, a: m(t, attention_mask=a).logits)
+  want = fwd(model, toks, mask)
+  spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  got = fwd(model, jax.device_put(toks, spec), jax.device_put(mask, spec))
+  assert got.sharding.spec[0] == 'data'
+  np.testing.assert_allclose(got, want, atol=1e-6)
