@@ -11,4 +11,6 @@ Registering an experiment is one line below: name -> "module:function".
 
 EXPERIMENTS: dict[str, str] = {
     'lm_core': 'experiments.lm_core.experiment:run',
+    'dhp': 'dhp.experiment:run',
+    'graph_attacks': 'graph_attacks.experiment:run',
 }

@@ -1,0 +1,39 @@
+"""Tiny: seconds-scale smoke run on the 240-node CSBM graph (tests, CI)."""
+
+from experiments.graph_attacks.configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.name = 'tiny'
+  c.seeds = (0,)
+  c.data.csbm_config = 'tiny'
+  c.attacks = ('sba_samp', 'cpgba')
+  c.paradigms = ('gcn', 'grace', 'gprompt')
+  c.defences = ('none', 'prune')
+  c.pretrain.epochs = 20
+  c.pretrain.hidden = 16
+  a = c.attack
+  a.num_poison = 6
+  a.outer_size = 16
+  a.surrogate_hidden = 16
+  a.surrogate_epochs = 20
+  a.generator.epochs = 3
+  a.cpgba.update(
+    dict(
+      num_triggers=12,
+      max_subgraphs=300,
+      homo_hidden=16,
+      label_centers=20,
+      epochs=3,
+      inner_steps=2,
+    )
+  )
+  v = c.victim
+  v.hidden = 16
+  v.epochs = 20
+  v.grace.update(dict(hidden=16, proj=16, epochs=10, probe_epochs=20))
+  v.prompt.epochs = 20
+  v.rigbd.retrain_epochs = 20
+  c.defence.od_epochs = 20
+  return c

@@ -1,0 +1,1 @@
+"""CP-GBA and graph backdoor baselines and defences on jraph."""
