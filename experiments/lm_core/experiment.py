@@ -206,6 +206,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     workdir=workdir / 'sft',
     checkpoint_every=config.checkpoint_every,
     log_every=sft_cfg.log_every,
+    eval_fn=lambda s: evaluate(s.params),
+    eval_every=sft_cfg.eval_every,
     progress=False,
   )
   sft_params = state.params
@@ -317,6 +319,15 @@ def _write_metrics(
         'xlabel': 'step',
         'ylabel': 'cross-entropy',
         'series': {'sft loss': _series(sft_hist, 'loss')},
+      },
+      {
+        'title': 'Greedy exact match during SFT',
+        'xlabel': 'SFT step',
+        'ylabel': 'exact match',
+        'series': {
+          'test': _series(sft_hist, 'eval_test_em'),
+          'train': _series(sft_hist, 'eval_train_em'),
+        },
       },
       {
         'title': 'GRPO sampled exact-match reward',

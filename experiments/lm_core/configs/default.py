@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
       'num_compositional_paths': 0,
     }
   )
-  c.top_k_docs = 3
+  c.top_k_docs = 2
   c.max_prompt_len = 96
   c.max_new_tokens = 12
   # Model: a common.models preset with fields overridden.
@@ -37,19 +37,20 @@ def get_config() -> ml_collections.ConfigDict:
   )
   c.sft = ml_collections.ConfigDict(
     {
-      'steps': 300,
+      'steps': 400,
       'batch_size': 32,
-      'learning_rate': 3e-3,
+      'learning_rate': 5e-3,
       'warmup_steps': 30,
       'log_every': 20,
+      'eval_every': 100,
     }
   )
   c.grpo = ml_collections.ConfigDict(
     {
-      'steps': 150,
+      'steps': 200,
       'prompts_per_step': 16,
       'num_generations': 8,
-      'learning_rate': 2e-4,
+      'learning_rate': 3e-4,
       'temperature': 1.0,
       'epsilon': 0.2,
       'epsilon_high': 0.28,

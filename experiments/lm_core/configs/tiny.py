@@ -15,7 +15,15 @@ def get_config():
     }
   )
   c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64})
-  c.sft.update({'steps': 6, 'batch_size': 8, 'warmup_steps': 2, 'log_every': 2})
+  c.sft.update(
+    {
+      'steps': 6,
+      'batch_size': 8,
+      'warmup_steps': 2,
+      'log_every': 2,
+      'eval_every': 3,
+    }
+  )
   c.grpo.update(
     {
       'steps': 3,
