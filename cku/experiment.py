@@ -159,6 +159,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   results: dict[str, dict[str, float]] = {}
   forget_curves: dict[str, Any] = {}
   retain_curves: dict[str, Any] = {}
+  min_retain: dict[str, float] = {}
   for arm in tuple(c.arms):
     tx = make_optimizer(config, arm, locked, prep.params)
     state = train.TrainState.create(prep.params, tx, config.seed + 2)
@@ -175,6 +176,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     results[arm] = prep.evaluate(state.params)
     evals = [h for h in history if 'eval_general/accuracy' in h]
+    min_retain[arm] = min(
+      [base['general/accuracy']] + [h['eval_general/accuracy'] for h in evals]
+    )
     xs = [0] + [h['step'] for h in evals]
     forget_curves[arm] = {
       'x': xs,
@@ -194,12 +198,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for arm, ev in results.items():
     summary[f'{arm}_forget_accuracy'] = ev['harm_train/accuracy']
     summary[f'{arm}_retain_accuracy'] = ev['general/accuracy']
+    summary[f'{arm}_min_retain_accuracy'] = min_retain[arm]
   summary['wall_seconds'] = round(time.time() - t0, 1)
   rows = [
     [
       name,
       round(ev['harm_train/accuracy'], 3),
       round(ev['general/accuracy'], 3),
+      round(min_retain.get(name, base['general/accuracy']), 3),
       round(ev['harm_train/refusal'], 3),
     ]
     for name, ev in [('SFT base', base), *results.items()]
@@ -217,6 +223,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           'model',
           'forget recall (lower better)',
           'retain accuracy',
+          'lowest retain accuracy during unlearning',
           'refusal on forget prompts',
         ],
         'rows': rows,

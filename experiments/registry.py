@@ -13,4 +13,6 @@ EXPERIMENTS: dict[str, str] = {
     'lm_core': 'experiments.lm_core.experiment:run',
     'dhp': 'dhp.experiment:run',
     'graph_attacks': 'graph_attacks.experiment:run',
+    'nspo': 'nspo.experiment:run',
+    'cku': 'cku.experiment:run',
 }

@@ -180,8 +180,8 @@ def _summary_row(name, ev, base):
   tax = base['general/accuracy'] - ev['general/accuracy']
   return [
     name,
-    round(ev['harm_eval/refusal'], 3),
     round(ev['harm_train/refusal'], 3),
+    round(ev['harm_eval/refusal'], 3),
     round(ev['general/accuracy'], 3),
     round(tax, 3),
     round(ev['general/refusal'], 3),
@@ -223,11 +223,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     xs = [0] + [h['step'] for h in history if 'eval_general/accuracy' in h]
     curves_safety[arm] = {
       'x': xs,
-      'y': [base['harm_eval/refusal']]
+      'y': [base['harm_train/refusal']]
       + [
-        h['eval_harm_eval/refusal']
+        h['eval_harm_train/refusal']
         for h in history
-        if 'eval_harm_eval/refusal' in h
+        if 'eval_harm_train/refusal' in h
       ],
     }
     curves_general[arm] = {
@@ -242,11 +242,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   summary: dict[str, Any] = {
     'base_general_accuracy': base['general/accuracy'],
-    'base_safety_rate': base['harm_eval/refusal'],
+    'base_safety_rate': base['harm_train/refusal'],
     'null_space_tokens_per_sec': round(info['tokens_per_sec'], 1),
   }
   for arm, ev in results.items():
-    summary[f'{arm}_safety_rate'] = ev['harm_eval/refusal']
+    summary[f'{arm}_safety_rate'] = ev['harm_train/refusal']
+    summary[f'{arm}_heldout_safety_rate'] = ev['harm_eval/refusal']
     summary[f'{arm}_general_accuracy'] = ev['general/accuracy']
     summary[f'{arm}_alignment_tax'] = round(
       base['general/accuracy'] - ev['general/accuracy'], 4
@@ -254,8 +255,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary['wall_seconds'] = round(time.time() - t0, 1)
   cols = [
     'model',
-    'safety (held-out template)',
-    'refusal (train templates)',
+    'safety (refusal, RL requests)',
+    'refusal (held-out template)',
     'general acc',
     'alignment tax',
     'over-refusal (general)',
@@ -273,8 +274,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'title': 'Safety vs. general capability after GRPO',
         'columns': cols,
         'rows': rows,
-        'note': 'Alignment tax = general accuracy (exact match, greedy) of '
-        'the SFT model minus that after safety RL.',
+        'note': 'Safety = greedy refusal rate on the restricted requests '
+        'RL trains on; alignment tax = general accuracy (exact match, '
+        'greedy) of the SFT model minus that after safety RL.',
       },
       {
         'title': f'Null-space dimensions ({c.rule} rule, value {c.value})',
@@ -297,7 +299,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       {
         'title': 'Safety rate over GRPO steps',
         'xlabel': 'step',
-        'ylabel': 'refusal rate, held-out template',
+        'ylabel': 'greedy refusal rate on restricted requests',
         'series': curves_safety,
       },
       {
@@ -308,6 +310,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       },
     ],
     'notes': [
+      'Greedy refusal on the held-out request template (never trained on): '
+      + ', '.join(
+        f'{k} {v["harm_eval/refusal"]:.2f}'
+        for k, v in [('base', base), *results.items()]
+      )
+      + '; the safety rate is measured on the restricted requests of the '
+      'RL prompt set.',
       'Tiny word-level LM on synthetic tasks; restricted topics are '
       'fictional stand-ins and the judge is an exact refusal-string match '
       '(the paper uses Llama-Guard on PKU-SafeRLHF with Qwen2.5-7B).',

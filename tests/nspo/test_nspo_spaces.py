@@ -59,9 +59,9 @@ def test_representations_agree_and_are_projectors(rep):
 
 def test_auto_picks_cheapest_representation():
   rng = np.random.default_rng(3)
-  k_small = rng.standard_normal((2, 16))  # keep rank 2: complement is cheap
-  k_big = rng.standard_normal((15, 16))  # null rank 1: null basis is cheap
-  k_mid = rng.standard_normal((8, 16))  # 2*8 = 16 = d: dense (tie)
+  k_small = rng.standard_normal((3, 16))  # keep rank 3 < d/4: complement
+  k_big = rng.standard_normal((13, 16))  # null rank 3 <= d/4: null basis
+  k_mid = rng.standard_normal((8, 16))  # both ranks 8 > d/4: dense
   out = nspo.from_moments(
     {
       'a': (k_small.T @ k_small)[None],
@@ -71,10 +71,22 @@ def test_auto_picks_cheapest_representation():
     nspo.relative(1e-6),
   )
   assert isinstance(out['a'], nspo.ComplementProjector)
-  assert out['a'].basis.shape == (1, 16, 2)
+  assert out['a'].basis.shape == (1, 16, 3)
   assert isinstance(out['b'], nspo.NullBasisProjector)
-  assert out['b'].basis.shape == (1, 16, 1)
+  assert out['b'].basis.shape == (1, 16, 3)
   assert isinstance(out['c'], nspo.DenseProjector)
+
+
+def test_zero_rank_basis_is_padded_and_saveable(tmp_path):
+  # Nothing protected except one direction in layer 0, nothing in layer 1.
+  c = np.stack([np.diag([0.0, 0.0, 0.0, 1.0]), np.zeros((4, 4))])
+  out = nspo.from_moments({'s': c}, nspo.absolute(0.5), 'complement')
+  assert out['s'].basis.shape == (2, 4, 1)
+  np.testing.assert_allclose(out['s'].basis[1], 0.0)
+  np.testing.assert_allclose(nspo.to_dense(out['s'])[1], np.eye(4), atol=1e-6)
+  nspo.save_spaces(str(tmp_path / 'p'), out)
+  back = nspo.load_spaces(str(tmp_path / 'p'))
+  np.testing.assert_array_equal(back['s'].basis, out['s'].basis)
 
 
 def test_estimate_from_stats_uses_normalised_moments():

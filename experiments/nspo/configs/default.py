@@ -56,7 +56,7 @@ def get_config():
       'num_generations': 4,
       'temperature': 1.0,
       'epsilon': 0.2,
-      'lr': 3e-3,
+      'lr': 1e-3,
       'b1': 0.9,
       'weight_decay': 0.0,
       'reproject_every': 5,
