@@ -92,39 +92,38 @@ def megatron_balanced_round(lengths, num_devices, capacity, cost: cm.CostModel):
   """
   lengths = pl.check_inputs(lengths, num_devices, capacity)
   need = pl.min_degrees(lengths, capacity, num_devices, power_of_two=True)
-  sizes: list[int] = []
+  per = cost.degree_table(lengths, num_devices)  # [B, N], degree d at d - 1
+  sizes = np.zeros(len(lengths), np.int64)  # at most one group per sequence
+  loads = np.zeros(len(lengths))
+  tokens = np.zeros(len(lengths))
   members: list[list[int]] = []
-  tokens: list[int] = []
   free = num_devices
   work = cost.a1 * lengths.astype(np.float64) ** 2 + cost.a2 * lengths
   for i in np.argsort(-work, kind='stable').tolist():
     p, length = int(need[i]), int(lengths[i])
+    k = len(members)
     if free >= p:
-      sizes.append(p)
+      sizes[k], loads[k], tokens[k] = p, per[i, p - 1], length
       members.append([i])
-      tokens.append(length)
       free -= p
       continue
-    best, best_load = None, math.inf
-    for g, size in enumerate(sizes):
-      if size >= p and tokens[g] + length <= size * capacity:
-        load = cost.sequence_times(lengths[members[g]], size).sum()
-        if load < best_load:
-          best, best_load = g, load
-    if best is None:
+    ok = (sizes[:k] >= p) & (tokens[:k] + length <= sizes[:k] * capacity)
+    if not ok.any():
       return None
-    members[best].append(i)
-    tokens[best] += length
-  while True:
-    loads = [
-      cost.group_time(lengths[m], s) if s <= free else -1.0
-      for m, s in zip(members, sizes, strict=True)
-    ]
-    g = int(np.argmax(loads))
-    if loads[g] < 0:
+    g = int(np.argmin(np.where(ok, loads[:k], np.inf)))
+    members[g].append(i)
+    tokens[g] += length
+    loads[g] += per[i, sizes[g] - 1]
+  k = len(members)
+  sizes, loads = sizes[:k], loads[:k]
+  while True:  # fill_empty_gpus: double the most loaded group that fits
+    fits = sizes <= free
+    if not fits.any():
       break
-    free -= sizes[g]
+    g = int(np.argmax(np.where(fits, loads, -np.inf)))
+    free -= int(sizes[g])
     sizes[g] *= 2
+    loads[g] = per[members[g], sizes[g] - 1].sum()
   groups = [np.array(m, np.int64) for m in members]
   est = max(
     cost.group_time(lengths[m], s) for m, s in zip(groups, sizes, strict=True)

@@ -543,9 +543,13 @@ def _solve_packing(
   power_of_two,
   per,
 ):
-  """BFD at ``pack_capacity`` tokens per rank, then the exact allocation."""
-  m_pack = np.maximum(1, -(-lengths // int(pack_capacity)))
-  bins, _ = bfd_pack(lengths, m_pack, pack_capacity)
+  """BFD at ``pack_capacity`` tokens per rank (0: one sequence per group),
+  then the exact allocation."""
+  if pack_capacity == 0:
+    bins = np.arange(len(lengths))
+  else:
+    m_pack = np.maximum(1, -(-lengths // int(pack_capacity)))
+    bins, _ = bfd_pack(lengths, m_pack, pack_capacity)
   num_bins = int(bins.max()) + 1
   tokens = np.bincount(bins, lengths, minlength=num_bins)
   bin_min = np.maximum(
@@ -696,7 +700,7 @@ def plan_round(
   method='auto',
   comm=cm.RING,
   refine=True,
-  pack_scales=(0.5, 1.0, 2.0),
+  pack_scales=(0.0, 0.5, 1.0, 2.0),
 ):
   """DHP for one micro-batch: min degrees, BFD, DP, leftover, placement.
 
@@ -711,8 +715,8 @@ def plan_round(
     refine: split critical-path groups after the DP (``refine_groups``).
     pack_scales: BFD is run with bins of s * C tokens per rank for each s
       and the plan with the lowest makespan is kept. s = 1 is the paper's
-      memory-tight packing; s < 1 makes lighter atomic groups (long
-      sequences alone) and s > 1 heavier ones that the DP then spreads over
+      memory-tight packing; s < 1 makes lighter atomic groups (s = 0: every
+      sequence alone) and s > 1 heavier ones that the DP then spreads over
       more ranks, when memory is not the binding constraint.
       ``refine=False, pack_scales=(1.0,)`` is the paper's BFD + DP alone.
 
@@ -721,10 +725,8 @@ def plan_round(
     groups need more than N ranks (the round must be split).
   """
   lengths = check_inputs(lengths, num_devices, capacity)
-  if not pack_scales or any(not 0 < f < math.inf for f in pack_scales):
-    raise ValueError(
-      f'pack_scales={pack_scales!r}: need positive finite values.'
-    )
+  if not pack_scales or any(not 0 <= f < math.inf for f in pack_scales):
+    raise ValueError(f'pack_scales={pack_scales!r}: need finite values >= 0.')
   m = min_degrees(lengths, capacity, num_devices, power_of_two)
   allowed = None
   if power_of_two:
@@ -736,7 +738,7 @@ def plan_round(
     sol = _solve_packing(
       lengths,
       m,
-      max(1, int(f * capacity)),
+      0 if f == 0 else max(1, int(f * capacity)),
       capacity,
       num_devices,
       cost,
@@ -831,7 +833,9 @@ def plan_batch(
       rounds.append(dataclasses.replace(plan, groups=groups))
     else:
       return BatchPlan(tuple(rounds))
-    num_rounds += 1
+    if num_rounds == len(lengths):
+      break
+    num_rounds = min(len(lengths), num_rounds + max(1, num_rounds // 16))
   raise ValueError(
     f'{round_planner.__name__} found no feasible plan for {len(lengths)} '
     f'sequences on {num_devices} ranks, even one sequence per round.'

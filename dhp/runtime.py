@@ -347,19 +347,29 @@ class DHPRuntime:
     return params, opt_state, loss
 
 
+@functools.partial(jax.jit, static_argnames='num_heads')
+def _reference_value_and_grad(params, batch, count, num_heads):
+  def f(p):
+    return model_lib.loss_sum(p, batch, ra.dense_attention, num_heads) / count
+
+  return jax.value_and_grad(f)(params)
+
+
 def reference_loss_and_grads(
   params, sequences, cfg: model_lib.ModelConfig, device=None
 ):
-  """Single-device dense-attention loss (token mean) and gradients."""
+  """Single-device dense-attention loss (token mean) and gradients.
+
+  The packed batch is padded to ``bucket_length`` so that batches of similar
+  size share one compiled program.
+  """
   device = jax.devices()[0] if device is None else device
-  host = pack_group(sequences, 1)
-  count = float(host['weights'].sum())
+  need = ra.padded_length([len(s) for s in sequences], 1)
+  host = pack_group(sequences, 1, bucket_length(need, 1))
+  count = np.float32(host['weights'].sum())
   params = jax.device_put(jax.tree.map(np.asarray, params), device)
   batch = jax.device_put(host, device)
-
-  @jax.jit
-  def f(p, b):
-    return model_lib.loss_sum(p, b, ra.dense_attention, cfg.num_heads) / count
-
-  loss, grads = jax.value_and_grad(f)(params, batch)
+  loss, grads = _reference_value_and_grad(
+    params, batch, jax.device_put(count, device), cfg.num_heads
+  )
   return float(loss), grads

@@ -219,4 +219,4 @@ def test_bad_solver_options_raise():
   with pytest.raises(ValueError, match='method'):
     pl.plan_round([100], 2, 100, model, method='milp')
   with pytest.raises(ValueError, match='pack_scales'):
-    pl.plan_round([100], 2, 100, model, pack_scales=(0.0,))
+    pl.plan_round([100], 2, 100, model, pack_scales=(-1.0,))
