@@ -42,6 +42,7 @@ _TYPE_FRACTIONS = (
 )
 HELDOUT_TYPES = ('person', 'company', 'band', 'university')
 MIN_ENTITIES = 30
+MAX_ENTITIES = 2500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,8 @@ class KnowledgeWorldConfig:
 
   Attributes:
     seed: random seed; the world is a pure function of the config.
-    num_entities: real entities (all types; 30 to 5000).
+    num_entities: real entities (all types; 30 to 2500, the most the
+      band-name inventory supports).
     num_templates: paraphrase templates used per relation for documents,
       questions, nested phrases and search queries (1 = a single fixed
       template each; capped by what a relation has, 3 to 5).
@@ -95,9 +97,9 @@ class KnowledgeWorldConfig:
       ):
         raise TypeError(f'KnowledgeWorldConfig.{f.name} must be int, got {v!r}')
     need(
-      MIN_ENTITIES <= self.num_entities <= 5000,
+      MIN_ENTITIES <= self.num_entities <= MAX_ENTITIES,
       'num_entities',
-      f'{MIN_ENTITIES}..5000',
+      f'{MIN_ENTITIES}..{MAX_ENTITIES}',
     )
     need(1 <= self.num_templates, 'num_templates', '>= 1')
     need(self.num_distractors >= 0, 'num_distractors', '>= 0')

@@ -261,6 +261,8 @@ def test_heldout_names_tokenize_with_train_vocabulary(big_world):
 def test_config_validation():
   with pytest.raises(ValueError, match='num_entities'):
     kw.KnowledgeWorldConfig(num_entities=10)
+  with pytest.raises(ValueError, match=r'num_entities=2501.*30\.\.2500'):
+    kw.KnowledgeWorldConfig(num_entities=2501)
   with pytest.raises(ValueError, match='max_hops'):
     kw.KnowledgeWorldConfig(max_hops=0)
   with pytest.raises(ValueError, match='heldout_fraction'):
