@@ -89,6 +89,12 @@ def np_reference_logits(w, cfg, tokens):
   return x @ head.T
 
 
+def _logits(model, tokens):
+  """Jitted forward of one sequence `[T]` -> `[T, V]`."""
+  fwd = jax.jit(lambda m, t: m(t[None]).logits[0])
+  return fwd(model, jnp.asarray(tokens, jnp.int32))
+
+
 def _hand_checkpoint(arch, tie, rope_scaling=None, dtype=np.float32, seed=0):
   """Config dict and tensors in HF naming, as a real HF directory holds."""
   cfg = {
@@ -168,7 +174,7 @@ def test_hand_written_checkpoint_matches_numpy_reference(
   assert config.tie_embeddings == tie and config.head_dim == 8
   tokens = np.array([3, 17, 5, 39, 0, 22, 8, 11, 30, 2, 7, 19])
   want = np_reference_logits(w, cfg, tokens)
-  got = model(jnp.asarray(tokens)[None]).logits[0]
+  got = _logits(model, tokens)
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
   # Loading is bit-exact: kernels are the transposed HF weights.
   np.testing.assert_array_equal(
@@ -188,7 +194,7 @@ def test_bfloat16_checkpoint(tmp_path):
   # Upcast on load: exact bf16 values, float32 compute vs the reference.
   _, m32 = models.load_hf(d, dtype='float32', param_dtype='float32')
   tokens = np.arange(0, 40, 4)
-  got = m32(jnp.asarray(tokens)[None]).logits[0]
+  got = _logits(m32, tokens)
   np.testing.assert_allclose(
     got, np_reference_logits(w, cfg, tokens), atol=1e-4, rtol=1e-4
   )
@@ -248,7 +254,7 @@ def test_save_load_round_trip_bit_exact(tmp_path, overrides, shard):
   assert w['model.layers.0.mlp.down_proj.weight'].shape == (64, 128)
   tokens = np.array([5, 9, 200, 31, 7])
   np.testing.assert_allclose(
-    model2(jnp.asarray(tokens)[None]).logits[0],
+    _logits(model2, tokens),
     np_reference_logits(w, cfg, tokens),
     atol=1e-4,
   )

@@ -19,6 +19,11 @@ def tiny():
   return cfg, models.Transformer(cfg, rngs=nnx.Rngs(0))
 
 
+def _logits(model, tokens, **kw):
+  """Jitted forward (eager NNX dispatch is slow op by op)."""
+  return jax.jit(lambda m, t: m(t, **kw).logits)(model, tokens)
+
+
 def _paths(model):
   return [
     '/'.join(map(str, p))
@@ -223,7 +228,7 @@ def test_cache_overflow_raises_eagerly_and_poisons_under_jit(tiny):
 def test_capture_values(tiny):
   cfg, model = tiny
   toks = jnp.asarray(np.random.default_rng(2).integers(0, 256, (2, 5)))
-  out = model(toks, capture=models.CAPTURE_NAMES)
+  out = jax.jit(lambda m, t: m(t, capture=models.CAPTURE_NAMES))(model, toks)
   n_l, b, t = cfg.n_layers, 2, 5
   c = out.captured
   assert c['mlp_hidden'].shape == (n_l, b, t, cfg.d_ff)
@@ -260,7 +265,7 @@ def test_mlp_hidden_delta_gives_activation_gradient(tiny):
   grad = jax.jit(jax.grad(loss))(zeros)
   assert grad.shape == zeros.shape
   np.testing.assert_allclose(
-    model(toks, mlp_hidden_delta=zeros).logits, model(toks).logits, atol=0
+    _logits(model, toks, mlp_hidden_delta=zeros), _logits(model, toks), atol=0
   )
   # Directional finite difference (loose: float32 central differences).
   u = jax.random.normal(jax.random.key(0), zeros.shape)
@@ -269,13 +274,14 @@ def test_mlp_hidden_delta_gives_activation_gradient(tiny):
   np.testing.assert_allclose(jnp.vdot(grad, u), fd, rtol=1e-2)
   # Last layer exactly: h feeds only down_proj, so
   # dL/dh = dL/d(residual_out) @ down_proj^T.
-  res = model(toks, capture=('residual',)).captured['residual'][-1]
+  res = jax.jit(lambda m, t: m(t, capture=('residual',)))(model, toks)
+  res = res.captured['residual'][-1]
 
   def loss_from_residual(r):
     logits = model.logits_from_hidden(model.norm(r))
     return jnp.sum(jax.nn.log_softmax(logits)[..., 7])
 
-  g_res = jax.grad(loss_from_residual)(res)
+  g_res = jax.jit(jax.grad(loss_from_residual))(res)
   want = g_res @ model.layers[-1].mlp.down_proj.kernel[...].T
   np.testing.assert_allclose(grad[-1], want, atol=1e-5, rtol=1e-4)
   with pytest.raises(ValueError, match='mlp_hidden_delta must have shape'):
@@ -295,7 +301,7 @@ def test_bfloat16_compute_is_close_to_float32():
   m32 = models.Transformer(cfg32, rngs=nnx.Rngs(0))
   m16 = models.Transformer(cfg32.replace(dtype='bfloat16'), rngs=nnx.Rngs(0))
   toks = jnp.arange(10).reshape(2, 5)
-  l32, l16 = m32(toks).logits, m16(toks).logits
+  l32, l16 = _logits(m32, toks), _logits(m16, toks)
   assert l16.dtype == jnp.float32
   np.testing.assert_allclose(l16, l32, atol=5e-2)
 
