@@ -366,6 +366,8 @@ def load_hf(
       and array.dtype != ml_dtypes.bfloat16
     ):
       raise HFFormatError(f'Tensor {name!r} has non-float dtype {array.dtype}.')
+    if not np.isfinite(array.astype(np.float32)).all():
+      raise HFFormatError(f'Tensor {name!r} contains NaN or Inf values.')
     if transpose:
       array = array.T
     node = pure

@@ -291,6 +291,12 @@ def test_errors_name_the_problem(tmp_path):
     r'\(16, 32\) \(n_kv_heads=2',
   ):
     load_with(**bad)
+  bad = dict(w)
+  bad['model.norm.weight'] = np.full(32, np.nan, 'f4')
+  with pytest.raises(
+    hf.HFFormatError, match="'model.norm.weight' contains NaN"
+  ):
+    load_with(**bad)
   with pytest.raises(hf.HFFormatError, match="architectures=.*'GPT2LMHead"):
     load_with(dict(cfg, architectures=['GPT2LMHeadModel']), **w)
   with pytest.raises(hf.HFFormatError, match="'hidden_size' is missing"):
