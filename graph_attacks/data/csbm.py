@@ -33,7 +33,7 @@ class CSBMParams:
   avg_degree: float = 3.9
   homophily: float = 0.81
   words_per_node: float = 18.0
-  topic_purity: float = 0.6
+  topic_purity: float = 0.4
   topic_words: int = 150
   degree_exponent: float = 2.5
   seed: int = 0
