@@ -400,11 +400,19 @@ def run(config, workdir) -> dict:
 
   by_key = {(r[0], r[1]): r for r in sim_rows}
 
-  def speed(dist, k):
-    n = max(config.simulation.cluster_sizes)
+  sizes = list(config.simulation.cluster_sizes)
+  paper_n = min(sizes, key=lambda n: (abs(n - 64), n))  # the paper's scale
+
+  def speed(dist, k, n=paper_n):
     row = by_key.get((dist, n))
     return None if row is None else row[4 + BASELINES.index(k)]
 
+  def best(k, dists):
+    vals = [speed(d, k, n) for d in dists for n in sizes if n <= paper_n]
+    vals = [v for v in vals if v is not None]
+    return max(vals) if vals else None
+
+  dists = list(config.simulation.distributions)
   all_static = [r[4] for r in sim_rows]
   summary = {
     'max_speedup_vs_static_ring': max(all_static),
@@ -424,7 +432,7 @@ def run(config, workdir) -> dict:
   for r in lat_rows:
     summary[f'planner_ms_N{r[0]}_B{r[1]}'] = r[2]
   if 'long_tail' in config.simulation.distributions:
-    summary['speedup_vs_static_ring_long_tail_maxN'] = speed(
+    summary[f'speedup_vs_static_ring_long_tail_N{paper_n}'] = speed(
       'long_tail', 'static_ring'
     )
   tables = [
@@ -443,23 +451,29 @@ def run(config, workdir) -> dict:
       'columns': ['setting', 'paper', 'ours'],
       'rows': [
         [
-          'headline, vs Megatron-LM/DeepSpeed',
+          f'headline (best over distributions, <= {paper_n} devices), vs '
+          'best static ring CP (Megatron-LM) / Ulysses (DeepSpeed)',
           PAPER['headline_speedup'],
-          summary['max_speedup_vs_static_ring'],
+          f'{best("static_ring", dists)} / {best("ulysses", dists)}',
         ],
         [
-          'OpenVid-like long tail, vs best static ring CP',
+          f'OpenVid-like long tail, {paper_n} devices, vs static ring CP '
+          '/ Ulysses',
           PAPER['openvid_internvl3_8b'],
-          speed('long_tail', 'static_ring'),
+          f'{speed("long_tail", "static_ring")} / '
+          f'{speed("long_tail", "ulysses")}',
         ],
         [
-          'MSRVTT-like near-uniform, vs best static ring CP',
+          f'MSRVTT-like near-uniform, {paper_n} devices, vs static ring CP '
+          '/ Ulysses',
           PAPER['msrvtt_internvl3_8b'],
-          speed('uniform', 'static_ring'),
+          f'{speed("uniform", "static_ring")} / {speed("uniform", "ulysses")}',
         ],
       ],
-      'note': 'Paper: measured on up to 64 Ascend 910B. Ours: cost-model '
-      f'simulation at {max(config.simulation.cluster_sizes)} devices.',
+      'note': 'Paper: measured end to end on up to 64 Ascend 910B NPUs '
+      '(InternVL3-8B). Ours: cost-model simulation of the attention/linear '
+      'step time only, at the same scale;'
+      ' tuned static baselines.',
     },
     {
       'title': 'Planner latency (wall clock on a shared 2-core CPU)',

@@ -269,16 +269,15 @@ def allocate_threshold(
     return hi
 
   hi = float(pm[np.arange(len(pm)), np.argmax(np.isfinite(pm), axis=1)].max())
-  if not np.isfinite(hi) or not fits_all(hi):
+  if not np.isfinite(hi) or not fits_sum(hi):
     return None
   lo = float(pm[:, -1].max())
-  if fits_all(lo):
-    best = lo
-  else:
-    # The sum test is cheap; the node-packing test only narrows it further.
-    best = lo if fits_sum(lo) else bisect_min(fits_sum, lo, hi)
-    if not fits_all(best):
-      best = bisect_min(fits_all, best, hi)
+  # The sum test is cheap; the node-packing test only narrows it further.
+  best = lo if fits_sum(lo) else bisect_min(fits_sum, lo, hi)
+  if not fits_all(best):
+    if not fits_all(hi):
+      return None
+    best = bisect_min(fits_all, best, hi)
   degrees = need(best).astype(np.int64)
   makespan = float(pm[np.arange(len(pm)), degrees].max())
   return degrees, makespan
@@ -360,36 +359,37 @@ def _pack(degrees, num_devices, node):
   first. Smaller groups are then best-fit (least slack, lowest rank on ties)
   into the free ranks of each node, so none of them straddles a node.
   """
-  degrees = np.asarray(degrees, np.int64)
-  if degrees.sum() > num_devices:
+  degs = np.asarray(degrees, np.int64).tolist()
+  if sum(degs) > num_devices:
     return None
-  order = np.argsort(-degrees, kind='stable').tolist()
-  offsets = np.zeros(len(degrees), np.int64)
+  order = sorted(range(len(degs)), key=lambda g: -degs[g])  # stable
+  offsets = [0] * len(degs)
   cursor = 0
   small = []
   for g in order:
-    if degrees[g] >= node:
+    if degs[g] >= node:
       offsets[g] = cursor
-      cursor += int(degrees[g])
+      cursor += degs[g]
     else:
       small.append(g)
-  segments = []  # sorted (free ranks, first free rank) per node
-  start = cursor
-  while start < num_devices:
-    end = min((start // node + 1) * node, num_devices)
-    segments.append((end - start, start))
-    start = end
-  segments.sort()
-  for g in small:
-    d = int(degrees[g])
-    pos = bisect.bisect_left(segments, (d, -1))
-    if pos == len(segments):
-      return None
-    free, first = segments.pop(pos)
-    offsets[g] = first
-    if free > d:
-      bisect.insort(segments, (free - d, first + d))
-  return offsets
+  if small:
+    segments = []  # sorted (free ranks, first free rank) per node
+    start = cursor
+    while start < num_devices:
+      end = min((start // node + 1) * node, num_devices)
+      segments.append((end - start, start))
+      start = end
+    segments.sort()
+    for g in small:
+      d = degs[g]
+      pos = bisect.bisect_left(segments, (d, -1))
+      if pos == len(segments):
+        return None
+      free, first = segments.pop(pos)
+      offsets[g] = first
+      if free > d:
+        bisect.insort(segments, (free - d, first + d))
+  return np.array(offsets, np.int64)
 
 
 def fits_nodes(degrees, num_devices, devices_per_node):
