@@ -361,8 +361,6 @@ class Transformer(nnx.Module):
     else:
       mask = jnp.asarray(attention_mask).astype(bool)
 
-    kv = None
-    overflow = None
     if cache is None:
       query_pos = jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1
       causal = jnp.tril(jnp.ones((t, t), bool))
@@ -376,7 +374,7 @@ class Transformer(nnx.Module):
       allowed = valid[:, None, :] & (
         key_slot[None, None, :] <= query_pos[:, :, None]
       )
-      kv = (cache.keys, cache.values, None, slots)
+      keys, values = cache.keys, cache.values
     if positions is None:
       positions = jnp.maximum(query_pos, 0)
     cos, sin = rope_cos_sin(positions, rope_inv_freq(config))
@@ -384,11 +382,11 @@ class Transformer(nnx.Module):
     x = self.embed(tokens).astype(config.jnp_dtype)
     acts = {name: [] for name in capture}
     for i, layer in enumerate(self.layers):
-      layer_kv = None if kv is None else (kv[0], kv[1], i, kv[3])
+      layer_kv = None if cache is None else (keys, values, i, slots)
       delta = None if mlp_hidden_delta is None else mlp_hidden_delta[i]
       x, new_kv, layer_acts = layer(x, cos, sin, allowed, layer_kv, delta)
-      if new_kv is not None:
-        kv = (new_kv[0], new_kv[1], None, kv[3])
+      if cache is not None:
+        keys, values = new_kv
       for name in capture:
         acts[name].append(layer_acts[name])
     hidden = self.norm(x)
@@ -398,7 +396,7 @@ class Transformer(nnx.Module):
     if cache is not None:
       logits = jnp.where(overflow[:, None, None], jnp.nan, logits)
       new_cache = kv_lib.KVCache(
-        keys=kv[0], values=kv[1], lengths=new_lengths, valid=valid
+        keys=keys, values=values, lengths=new_lengths, valid=valid
       )
     captured = {name: jnp.stack(v) for name, v in acts.items()}
     return LMOutput(
