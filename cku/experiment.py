@@ -133,8 +133,9 @@ def make_batches(config, prep: sft_lib.Prepared):
 
   def batches(step):
     rng = np.random.default_rng([config.seed, 11, step])
-    i_f = rng.choice(nf, min(c.forget_batch_size, nf), replace=False)
-    i_r = rng.choice(nr, min(c.retain_batch_size, nr), replace=False)
+    bf, br = c.forget_batch_size, c.retain_batch_size
+    i_f = rng.choice(nf, bf, replace=bf > nf)
+    i_r = rng.choice(nr, br, replace=br > nr)
     return {
       'forget': {k: v[i_f] for k, v in forget.items()},
       'retain': {k: v[i_r] for k, v in retain.items()},

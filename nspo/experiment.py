@@ -78,6 +78,8 @@ def estimate_spaces(config, prep: sft_lib.Prepared):
 
 def make_optimizer(config, arm: str, spaces, params) -> Any:
   """AdamW, the arm's NSPO transform, and the frozen-parameter mask."""
+  if arm not in ARMS:
+    raise ValueError(f'unknown arm {arm!r}; allowed: {ARMS}.')
   r = config.rl
   frozen = sft_lib.frozen_mask(params, r.trainable)
   parts = [optax.adamw(r.lr, b1=r.b1, weight_decay=r.weight_decay)]
@@ -86,8 +88,6 @@ def make_optimizer(config, arm: str, spaces, params) -> Any:
   parts.append(optax.masked(optax.set_to_zero(), frozen))
   if arm == 'nspo_reproject':
     parts.append(transforms.reproject_every(spaces, r.reproject_every))
-  if arm not in ARMS:
-    raise ValueError(f'unknown arm {arm!r}; allowed: {ARMS}.')
   return optax.chain(*parts)
 
 
@@ -165,7 +165,7 @@ def make_prompt_batches(config, prep: sft_lib.Prepared):
   def batches(step):
     rng = np.random.default_rng([config.seed, 7, step])
     ih = rng.choice(len(harm['prompt']), n_h, replace=n_h > len(harm['prompt']))
-    ig = rng.choice(len(gen['prompt']), n_g, replace=False)
+    ig = rng.choice(len(gen['prompt']), n_g, replace=n_g > len(gen['prompt']))
     cat = lambda k: np.concatenate([harm[k][ih], gen[k][ig]])
     return {
       'prompt': cat('prompt'),

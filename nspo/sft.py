@@ -18,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+import tokenizers
 from flax import nnx
 
 from common import models
@@ -85,9 +86,25 @@ def frozen_mask(params: Any, trainable: str) -> Any:
   return mask
 
 
-def _load_hf(hf_dir: str):
+def _load_hf(hf_dir: str, task: safety_data.SafetyTask):
+  """Loads a HF directory whose vocabulary is the task tokenizer's."""
   if not os.path.isdir(hf_dir):
     raise FileNotFoundError(f'config.model.hf_dir {hf_dir!r} does not exist.')
+  tok_path = os.path.join(hf_dir, 'tokenizer.json')
+  if not os.path.isfile(tok_path):
+    raise FileNotFoundError(
+      f'{tok_path} is missing; the directory must hold the task tokenizer '
+      '(WordTokenizer.save) so token ids mean the same words.'
+    )
+  theirs = tokenizers.Tokenizer.from_file(tok_path).get_vocab(True)
+  ours = task.tokenizer.hf_tokenizer.get_vocab(True)
+  if theirs != ours:
+    differ = sorted(set(theirs.items()) ^ set(ours.items()))[:5]
+    raise ValueError(
+      f'the tokenizer in {hf_dir!r} is not the task tokenizer (e.g. '
+      f'{differ}); the synthetic task needs its own word vocabulary, so '
+      'save the model with `task.tokenizer.save(dir)`.'
+    )
   cfg, model = models.load_hf(hf_dir)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   return cfg, (graphdef, rest), params
@@ -99,7 +116,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
   p_len, r_len = safety_data.lengths(task)
   hf_dir = config.model.get('hf_dir', '')
   if hf_dir:
-    mcfg, mdef, params = _load_hf(hf_dir)
+    mcfg, mdef, params = _load_hf(hf_dir, task)
     if mcfg.vocab_size < task.tokenizer.vocab_size:
       raise ValueError(
         f'the model in {hf_dir!r} has vocab_size {mcfg.vocab_size} < the '

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 import nspo
 from common import models
@@ -12,6 +13,7 @@ from experiments.nspo.configs import paper
 from experiments.nspo.configs import tiny
 from nspo import experiment
 from nspo import lm
+from nspo import safety_data
 from nspo import sft
 from nspo.targets import leaf_paths
 
@@ -83,3 +85,25 @@ def test_tiny_run_writes_valid_metrics_and_resumes(tmp_path):
   for k, v in m['summary'].items():
     if k not in ('wall_seconds', 'null_space_tokens_per_sec'):
       assert again['summary'][k] == v, k
+
+
+@pytest.mark.slow
+def test_prepare_loads_a_hugging_face_directory(tmp_path):
+  c = tiny.get_config()
+  task = safety_data.build(sft.task_config(c))
+  cfg = sft.model_config(c, task.tokenizer.vocab_size, 32)
+  model = models.Transformer(cfg, rngs=nnx.Rngs(3))
+  hf_dir = tmp_path / 'hf'
+  models.save_hf(model, cfg, str(hf_dir))
+  c.model.hf_dir = str(hf_dir)
+  with pytest.raises(FileNotFoundError, match='tokenizer.json'):
+    sft.prepare(c, str(tmp_path / 'a'))
+  task.tokenizer.save(str(hf_dir))
+  c.sft.steps = 0
+  prep = sft.prepare(c, str(tmp_path / 'b'))
+  want = jax.tree.leaves(nnx.state(model))
+  for a, b in zip(jax.tree.leaves(prep.params), want, strict=True):
+    np.testing.assert_array_equal(a, b)
+  c.task.num_topics = 3  # another vocabulary
+  with pytest.raises(ValueError, match='not the task tokenizer'):
+    sft.prepare(c, str(tmp_path / 'c'))

@@ -14,8 +14,8 @@ def get_config():
       'steps': 2,
       'eval_every': 1,
       'score_batch_size': 8,
-      'forget_batch_size': 4,
-      'retain_batch_size': 4,
+      'forget_batch_size': 8,
+      'retain_batch_size': 8,
     }
   )
   return c
