@@ -71,6 +71,12 @@ def validate_config(config):
       )
   if not config.seeds:
     raise ValueError('config.seeds is empty')
+  for p in config.defence_paradigms:
+    if p not in config.paradigms:
+      raise ValueError(
+        f'defence paradigm {p!r} is not in config.paradigms '
+        f'{tuple(config.paradigms)}'
+      )
 
 
 def _padded(graph, labels, mask):
@@ -125,6 +131,8 @@ def run_seed_attack(
     g_train = g_p if dfn is None else jax.tree.map(np.asarray, dfn(g_p))
     g_full = full_p if dfn is None else dfn(full_p)
     for par in config.paradigms:
+      if dname != 'none' and par not in config.defence_paradigms:
+        continue
       if dname == 'rigbd':
         if par not in victims.SUPERVISED:
           continue

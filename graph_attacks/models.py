@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import jraph
 from flax import nnx
 
+_GLOROT = nnx.initializers.glorot_uniform()
+
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
   """Inverted dropout; identity when `key` is None or `rate` is 0."""
@@ -53,7 +55,7 @@ def gcn_propagate(
 class GCN(nnx.Module):
   """Multi-layer GCN (Kipf & Welling) with weighted edges.
 
-  Layer l: H' = act(D^-1/2 (A+I) D^-1/2 H W_l). The last layer has no
+  Layer l: H' = act(D^-1/2 (A+I) D^-1/2 H W_l + b_l). The last layer has no
   activation. `embed` returns the penultimate representation.
   """
 
@@ -70,13 +72,18 @@ class GCN(nnx.Module):
     if num_layers < 1:
       raise ValueError(f'num_layers={num_layers} must be >= 1')
     dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+    # Bias after propagation, as Kipf & Welling and PyG's GCNConv.
     self.layers = nnx.List(
       [
-        nnx.Linear(a, b, rngs=rngs)
+        nnx.Linear(a, b, use_bias=False, kernel_init=_GLOROT, rngs=rngs)
         for a, b in zip(dims[:-1], dims[1:], strict=True)
       ]
     )
+    self.biases = nnx.List([nnx.Param(jnp.zeros(b)) for b in dims[1:]])
     self.dropout_rate = dropout_rate
+
+  def _conv(self, i, h, graph):
+    return gcn_propagate(self.layers[i](h), graph) + self.biases[i][...]
 
   def hidden_layers(self, graph, key=None, num_layers=None):
     """Output of the first `num_layers` layers (default all but the last)."""
@@ -85,7 +92,7 @@ class GCN(nnx.Module):
     for i in range(k):
       sub = None if key is None else jax.random.fold_in(key, i)
       h = dropout(h, self.dropout_rate, sub)
-      h = jax.nn.relu(gcn_propagate(self.layers[i](h), graph))
+      h = jax.nn.relu(self._conv(i, h, graph))
     return h
 
   def embed(self, graph, key=None):
@@ -96,7 +103,7 @@ class GCN(nnx.Module):
     h = self.embed(graph, key)
     sub = None if key is None else jax.random.fold_in(key, 1000)
     h = dropout(h, self.dropout_rate, sub)
-    return gcn_propagate(self.layers[-1](h), graph)
+    return self._conv(len(self.layers) - 1, h, graph)
 
 
 class GATLayer(nnx.Module):
@@ -199,7 +206,7 @@ class SAGE(nnx.Module):
     )
     self.neigh_lin = nnx.List(
       [
-        nnx.Linear(a, b, use_bias=False, rngs=rngs)
+        nnx.Linear(a, b, use_bias=False, kernel_init=_GLOROT, rngs=rngs)
         for a, b in zip(dims[:-1], dims[1:], strict=False)
       ]
     )

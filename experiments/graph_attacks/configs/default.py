@@ -14,6 +14,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.attacks = ('sba_samp', 'sba_gen', 'gta', 'ugba', 'dpgba', 'cpgba')
   c.paradigms = ('gcn', 'gat', 'sage', 'grace', 'gprompt')
   c.defences = ('none', 'prune', 'od', 'rigbd')
+  # Victims trained under each defence (RIGBD: supervised ones only). The
+  # released code runs defences for GSL and GCL, not GPL.
+  c.defence_paradigms = ('gcn', 'grace')
   # CP-GBA step 0: project features to this width (0 = off).
   c.project_dim = 0
   c.project_epochs = 200
@@ -71,7 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
         p_edge=(0.2, 0.4),
         p_feat=(0.3, 0.4),
         tau=0.4,
-        probe_epochs=300,
+        probe_epochs=200,
         probe_lr=0.01,
         probe_weight_decay=1e-4,
       ),

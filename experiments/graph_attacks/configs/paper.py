@@ -15,6 +15,7 @@ def get_config():
   c.name = 'paper'
   c.seeds = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
   c.data.csbm_config = 'cora_like'
+  c.defence_paradigms = ('gcn', 'gat', 'sage', 'grace')
   c.project_dim = 1433
   c.project_epochs = 1000
   c.pretrain.update(dict(hidden=128, num_layers=3, epochs=1000))

@@ -11,6 +11,7 @@ def get_config():
   c.attacks = ('sba_samp', 'cpgba')
   c.paradigms = ('gcn', 'grace', 'gprompt')
   c.defences = ('none', 'prune')
+  c.defence_paradigms = ('gcn',)
   c.pretrain.epochs = 20
   c.pretrain.hidden = 16
   a = c.attack

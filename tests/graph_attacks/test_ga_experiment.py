@@ -1,0 +1,70 @@
+"""Tests for the experiment configs, validation and a tiny end-to-end run."""
+
+import json
+import os
+
+import pytest
+
+from experiments.graph_attacks.configs import cora
+from experiments.graph_attacks.configs import default
+from experiments.graph_attacks.configs import paper
+from experiments.graph_attacks.configs import tiny
+from experiments.registry import EXPERIMENTS
+from graph_attacks import experiment
+
+
+def test_configs_construct_and_validate():
+  for mod in (tiny, default, paper, cora):
+    c = mod.get_config()
+    experiment.validate_config(c)
+  assert paper.get_config().attack.cpgba.num_triggers == 350
+  assert cora.get_config().data.source == 'planetoid'
+  assert EXPERIMENTS['graph_attacks'] == 'graph_attacks.experiment:run'
+
+
+@pytest.mark.parametrize(
+  'field,value,match',
+  [
+    ('attacks', ('cpgba', 'nope'), "unknown attack 'nope'"),
+    ('paradigms', ('gcn', 'gin'), "unknown paradigm 'gin'"),
+    ('defences', ('none', 'magic'), "unknown defence 'magic'"),
+    ('seeds', (), 'seeds is empty'),
+    ('defence_paradigms', ('gat',), "defence paradigm 'gat'"),
+  ],
+)
+def test_bad_config_named(field, value, match):
+  c = tiny.get_config()
+  setattr(c, field, value)
+  with pytest.raises(ValueError, match=match):
+    experiment.validate_config(c)
+
+
+def test_bad_data_source(tmp_path):
+  c = tiny.get_config()
+  c.data.source = 'ogb'
+  with pytest.raises(ValueError, match="unknown data.source 'ogb'"):
+    experiment.load_data(c.data, str(tmp_path))
+  c.data.source = 'planetoid'
+  with pytest.raises(ValueError, match='data_dir'):
+    experiment.load_data(c.data, str(tmp_path))
+  c.data.data_dir = str(tmp_path / 'missing')
+  with pytest.raises(FileNotFoundError, match='does not exist'):
+    experiment.load_data(c.data, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_metrics(tmp_path):
+  c = tiny.get_config()
+  metrics = experiment.run(c, str(tmp_path))
+  with open(tmp_path / 'metrics.json') as f:
+    on_disk = json.load(f)
+  assert on_disk['title'] == metrics['title']
+  assert on_disk['config_name'] == 'tiny'
+  for key in ('cpgba_GSL_asr', 'cpgba_GPL_ca', 'asr_eval_subgraphs_per_s'):
+    assert key in on_disk['summary']
+  assert 0.0 <= on_disk['summary']['cpgba_GSL_asr'] <= 1.0
+  for fig in on_disk['figures']:
+    assert os.path.exists(tmp_path / fig['path'])
+  # Partial results are reused: a second run trains nothing new.
+  again = experiment.run(c, str(tmp_path))
+  assert again['tables'] == metrics['tables']
