@@ -87,7 +87,7 @@ def test_main_and_benchmark_run(tmp_path):
   assert (
     out.stdout.strip()
     .splitlines()[-1]
-    .startswith('dhp_planner: python_dp_ms/dhp_ms=')
+    .startswith('dhp_planner: python_dp_ms/numpy_dp_ms=')
   )
   subprocess.run(
     [
