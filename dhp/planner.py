@@ -35,6 +35,7 @@ import numpy as np
 from dhp import cost_model as cm
 
 _DP_MAX_CELLS = 100_000
+_EXACT_SEARCH_CELLS = 65_536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +259,18 @@ def allocate_threshold(
     )
 
   def bisect_min(feasible, lo, hi):
-    for _ in range(200):
+    """Smallest feasible M in (lo, hi]; feasible(hi) is True."""
+    if pm.size <= _EXACT_SEARCH_CELLS:  # over the table's own values
+      cand = np.unique(pm[(pm > lo) & (pm <= hi)])
+      a, b = 0, len(cand) - 1
+      while a < b:
+        mid = (a + b) // 2
+        if feasible(cand[mid]):
+          b = mid
+        else:
+          a = mid + 1
+      return float(cand[b])
+    for _ in range(200):  # large tables: bisection on the value
       if hi - lo <= 1e-13 * hi:
         break
       mid = 0.5 * (lo + hi)
@@ -662,15 +674,32 @@ def rebalance(
   loads = np.full(k, float(cost.beta))
   room = np.asarray(degrees) * float(capacity)
   new_bins = np.empty(len(lengths), np.int64)
-  for i in np.argsort(-per.min(axis=1), kind='stable').tolist():
-    finish = loads + per[i]
-    ok = (degrees >= m[i]) & (room >= lengths[i])
-    if not ok.any():
-      return None
-    g = int(np.argmin(np.where(ok, finish, np.inf)))
-    new_bins[i] = g
-    loads[g] = finish[g]
-    room[g] -= lengths[i]
+  order = np.argsort(-per.min(axis=1), kind='stable').tolist()
+  if k <= 64:  # few groups: plain Python beats per-sequence NumPy calls
+    deg, load, free = degrees.tolist(), loads.tolist(), room.tolist()
+    rows, lens, mins = per.tolist(), lengths.tolist(), m.tolist()
+    for i in order:
+      best, best_t = -1, math.inf
+      row = rows[i]
+      for g in range(k):
+        t = load[g] + row[g]
+        if t < best_t and deg[g] >= mins[i] and free[g] >= lens[i]:
+          best, best_t = g, t
+      if best < 0:
+        return None
+      new_bins[i] = best
+      load[best] = best_t
+      free[best] -= lens[i]
+  else:
+    for i in order:
+      finish = loads + per[i]
+      ok = (degrees >= m[i]) & (room >= lengths[i])
+      if not ok.any():
+        return None
+      g = int(np.argmin(np.where(ok, finish, np.inf)))
+      new_bins[i] = g
+      loads[g] = finish[g]
+      room[g] -= lengths[i]
   used = np.unique(new_bins)
   new_bins = np.searchsorted(used, new_bins)
   num_bins = len(used)
