@@ -71,7 +71,11 @@ def test_link_loss_hand_computed():
   np.testing.assert_allclose(loss, expect, rtol=1e-6)
 
 
-@pytest.mark.parametrize('kind', prompt.PROMPTS)
+@pytest.mark.parametrize(
+  'kind',
+  ['gprompt']
+  + [pytest.param(k, marks=pytest.mark.slow) for k in prompt.PROMPTS[1:]],
+)
 def test_prompt_trains_only_prompt_and_head(kind):
   rng = np.random.RandomState(0)
   y = np.repeat([0, 1], 10)
