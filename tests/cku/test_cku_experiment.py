@@ -18,6 +18,7 @@ def test_paper_config_constructs_with_tiny_model_shape():
   assert tuple(c.cku.layers) == (8, 9, 10, 11, 12)
   real = sft.model_config(c, vocab_size=1000, max_len=64)
   assert (real.n_layers, real.d_model, real.d_ff) == (32, 4096, 11008)
+  assert real.n_kv_heads == 32 and real.rope_scaling is None
   assert experiment.selected_layers(c, 32) == [8, 9, 10, 11, 12]
   c.model = c.model.__class__(
     {'preset': 'tiny', 'd_model': 16, 'n_layers': 2, 'd_ff': 32, 'hf_dir': ''}

@@ -324,3 +324,16 @@ def test_opt_state_orbax_round_trip(tmp_path):
     back = ckpt.restore(tmp_path / 'opt', tx.init(params))
   assert isinstance(back[1], nspo.ProjectionState)
   jax.tree.map(np.testing.assert_array_equal, back, state)
+
+
+def test_reproject_every_rejects_mismatched_trees():
+  spaces = _spaces(_general_inputs(), 'dense')
+  p0 = _params()
+  tx = nspo.reproject_every(spaces, every=1)
+  state = tx.init(p0)
+  fewer = jax.tree.map(lambda x: x, p0)
+  del fewer['layers']['1']
+  with pytest.raises(ValueError, match='different targeted leaves'):
+    tx.update(p0, state, fewer)
+  with pytest.raises(ValueError, match='different targeted leaves'):
+    tx.update(fewer, state, fewer)

@@ -15,9 +15,17 @@ def get_config():
   c = default.get_config()
   c.name = 'paper'
   c.task.update({'num_knowledge': 1000, 'num_arithmetic': 80, 'num_topics': 16})
-  # Llama-2-7B shape: the closest preset is llama-3.1-8b's 32 layers.
+  # Llama-2-7B's shape, from the llama-3.1-8b preset: full multi-head
+  # attention, d_ff 11008, RoPE base 1e4 without Llama-3 scaling.
   c.model = c.model.__class__(
-    {'preset': 'llama-3.1-8b', 'd_ff': 11008, 'd_model': 4096, 'hf_dir': ''}
+    {
+      'preset': 'llama-3.1-8b',
+      'd_ff': 11008,
+      'n_kv_heads': 32,
+      'rope_theta': 10000.0,
+      'rope_scaling': None,
+      'hf_dir': '',
+    }
   )
   c.sft.update({'steps': 2000, 'batch_size': 128, 'lr': 1e-5, 'warmup': 100})
   c.cku.update(
