@@ -89,7 +89,10 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument(
-    '--quick', action='store_true', help='small sizes only (for tests)'
+    '--quick',
+    '--smoke',
+    action='store_true',
+    help='small sizes only (tests, run_all --smoke)',
   )
   args = parser.parse_args()
   cost = cm.flexsp_preset()
