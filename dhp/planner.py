@@ -762,8 +762,16 @@ def plan_round(
     allowed = np.zeros(num_devices + 1, bool)
     allowed[2 ** np.arange(int(np.log2(num_devices)) + 1)] = True
   per = cost.degree_table(lengths, num_devices, comm)  # [B, N]
+  # No plan beats the slowest sequence alone on its best allowed degree.
+  usable = np.arange(1, num_devices + 1)[None, :] >= m[:, None]
+  if allowed is not None:
+    usable &= np.asarray(allowed, bool)[None, 1:]
+  bound = float(np.where(usable, per, np.inf).min(axis=1).max()) + cost.beta
+  tight = bound * (1 + 1e-12)
   best = None
   for f in pack_scales:
+    if best is not None and best[4] <= tight:
+      break
     sol = _solve_packing(
       lengths,
       m,
@@ -781,7 +789,7 @@ def plan_round(
       best = sol
   if best is None:
     return None
-  if refine:
+  if refine and best[4] > tight:
     best = improve(
       lengths,
       m,
