@@ -167,8 +167,11 @@ def load_planetoid(
     name=name,
   )
   train = np.arange(y.shape[0], dtype=np.int32)
-  val = np.arange(y.shape[0], y.shape[0] + 500, dtype=np.int32)
   test = test_sorted.astype(np.int32)
+  # Public split: the 500 nodes after the training ones (fewer on graphs
+  # too small for 500), never a test node.
+  val = np.arange(y.shape[0], min(y.shape[0] + 500, n), dtype=np.int32)
+  val = np.setdiff1d(val, test).astype(np.int32)
   rest = np.setdiff1d(np.arange(n), np.concatenate([train, val, test]))
   half = test.size // 2
   split = graph_lib.Split(

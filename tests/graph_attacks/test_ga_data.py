@@ -173,3 +173,31 @@ def test_csbm_tfds_round_trip(tmp_path):
   np.testing.assert_array_equal(ds.graph.receivers, ref.graph.receivers)
   with pytest.raises(ValueError, match='unknown CSBM config'):
     csbm.load_csbm(str(tmp_path), 'huge')
+
+
+def test_planetoid_isolated_test_index_gets_zero_row(tmp_path):
+  # CiteSeer-style: test.index skips an index inside its range.
+  rng = np.random.RandomState(1)
+  x = (rng.rand(8, 3) > 0.3).astype(np.float32)
+  onehot = np.eye(2)[rng.randint(2, size=8)]
+  test_index = np.array([7, 5])  # index 6 is isolated (absent)
+  objs = {
+    'x': sp.csr_matrix(x[:2]),
+    'y': onehot[:2],
+    'allx': sp.csr_matrix(x[:5]),
+    'ally': onehot[:5],
+    'tx': sp.csr_matrix(x[test_index]),
+    'ty': onehot[test_index],
+    'graph': defaultdict(list, {0: [1], 5: [7]}),
+  }
+  for k, v in objs.items():
+    with open(tmp_path / f'ind.cs.{k}', 'wb') as f:
+      pickle.dump(v, f, protocol=2)
+  with open(tmp_path / 'ind.cs.test.index', 'w') as f:
+    f.write('7\n5\n')
+  ds, split = planetoid.load_planetoid(str(tmp_path), 'cs', normalize=False)
+  assert ds.graph.nodes.shape == (8, 3)
+  np.testing.assert_array_equal(ds.graph.nodes[[5, 7]], x[[5, 7]])
+  np.testing.assert_array_equal(ds.graph.nodes[6], 0.0)
+  np.testing.assert_array_equal(split.test, [5, 7])
+  np.testing.assert_array_equal(split.val, [2, 3, 4, 6])
