@@ -110,14 +110,22 @@ def simulate(config, cost):
           totals[k].append(np.nan if plan is None else plan.total_ms)
         util.append(res['dhp'].utilisation)
       dhp_ms = float(np.sum(totals['dhp']))
-      speed = {k: float(np.sum(totals[k]) / dhp_ms) for k in BASELINES}
+      # None where a baseline cannot run the batch (no Ulysses degree fits).
+      speed = {
+        k: None
+        if np.isnan(np.sum(totals[k]))
+        else round(float(np.sum(totals[k]) / dhp_ms), 3)
+        for k in BASELINES
+      }
       tput = tokens / (dhp_ms / 1e3) / n
       rows.append(
         [dist, n, round(dhp_ms / 1e3, 2), round(tput, 1)]
-        + [round(speed[k], 3) for k in BASELINES]
+        + [speed[k] for k in BASELINES]
         + [round(float(np.mean(util)), 3)]
       )
       for k in BASELINES:
+        if speed[k] is None:
+          continue
         series = curves.setdefault(k, {}).setdefault(dist, {'x': [], 'y': []})
         series['x'].append(n)
         series['y'].append(speed[k])
@@ -381,7 +389,7 @@ def run(config, workdir) -> dict:
       f'simulated DHP speedup over {k}',
       'devices',
       'speedup (baseline time / DHP time)',
-      sim_curves[k],
+      sim_curves.get(k, {}),
       hline=1.0,
     )
     figures.append({'title': f'Simulated speedup over {k}', 'path': path})
@@ -421,7 +429,7 @@ def run(config, workdir) -> dict:
       np.exp(np.mean(np.log(all_static)))
     ),
     'geomean_speedup_vs_megatron_balanced': float(
-      np.exp(np.mean(np.log([r[6] for r in sim_rows])))
+      np.exp(np.mean(np.log([r[6] for r in sim_rows if r[6] is not None])))
     ),
     'gap_to_exact_mean': gap['mean_gap'],
     'gap_to_exact_max': gap['max_gap'],
@@ -510,7 +518,7 @@ def run(config, workdir) -> dict:
       'title': f'Simulated speedup over {k}',
       'xlabel': 'devices',
       'ylabel': 'speedup',
-      'series': sim_curves[k],
+      'series': sim_curves.get(k, {}),
     }
     for k in ('static_ring', 'megatron_balanced')
   ]

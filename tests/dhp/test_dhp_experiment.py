@@ -104,3 +104,15 @@ def test_main_and_benchmark_run(tmp_path):
     capture_output=True,
   )
   assert (tmp_path / 'metrics.json').exists()
+
+
+def test_simulate_marks_infeasible_ulysses_as_none():
+  cfg = tiny.get_config()
+  cfg.simulation.num_heads = 3  # only degree 1 divides it: long ones fail
+  cfg.simulation.distributions = ['long_tail']
+  cfg.simulation.cluster_sizes = [8]
+  rows, curves = experiment.simulate(cfg, experiment.cost_from_config(cfg.cost))
+  ulysses = 4 + experiment.BASELINES.index('ulysses')
+  assert rows[0][ulysses] is None
+  assert 'ulysses' not in curves
+  assert rows[0][4] > 0  # static ring CP still runs
