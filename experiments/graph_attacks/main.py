@@ -1,30 +1,13 @@
-"""Runs the graph-attacks experiment.
+"""Graph backdoors across paradigms: CP-GBA, baselines and defences.
 
-  python -m experiments.graph_attacks.main \
-    --config=experiments/graph_attacks/configs/default.py --workdir=runs/ga
-  python -m experiments.graph_attacks.main \
+  python -m experiments.graph_attacks.main --workdir=runs/graph_attacks \
+    --config=experiments/graph_attacks/configs/default.py
+  python -m experiments.graph_attacks.main --workdir=runs/ga_cora \
     --config=experiments/graph_attacks/configs/cora.py \
-    --config.data.data_dir=../shared/data/planetoid --workdir=runs/ga_cora
+    --config.data.data_dir=../shared/data/planetoid
 """
 
-import json
-
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
-from graph_attacks import experiment
-
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
-flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def main(argv):
-  del argv
-  metrics = experiment.run(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps(metrics['summary'], indent=1))
-
+from experiments import common_main
 
 if __name__ == '__main__':
-  app.run(main)
+  common_main.launch('graph_attacks.experiment:run', __file__)
