@@ -77,26 +77,36 @@ def test_config_validation():
     _config(scale_rewards='tokens')
 
 
-def test_bad_reward_shape_is_reported(tok, tmp_path):
-  trainer = grpo.GRPOTrainer(
-    _model(tok), tok, optax.sgd(0.1), lambda p, c, target: [1.0], _config()
+@pytest.fixture(scope='module')
+def trainer(tok):
+  """One trainer (one compile) shared by the tests below."""
+  return grpo.GRPOTrainer(
+    _model(tok), tok, optax.adam(1e-2), reward_yes, _config()
   )
+
+
+def test_bad_reward_shape_is_reported(trainer, tmp_path, monkeypatch):
+  monkeypatch.setattr(trainer, 'reward_fn', lambda p, c, target: [1.0])
   with pytest.raises(ValueError, match='one reward per completion'):
     trainer.train(_source, tmp_path)
 
 
-def test_resume_matches_uninterrupted_run(tok, tmp_path):
-  def run(workdir, steps):
-    trainer = grpo.GRPOTrainer(
-      _model(tok), tok, optax.adam(1e-2), reward_yes, _config(num_steps=steps)
-    )
-    return trainer.train(_source, workdir)
-
-  full, hist = run(tmp_path / 'a', 4)
-  run(tmp_path / 'b', 2)
-  resumed, _ = run(tmp_path / 'b', 4)
-  assert int(resumed.step) == 4
+def test_resume_after_crash_matches_uninterrupted_run(trainer, tmp_path):
+  full, hist = trainer.train(_source, tmp_path / 'a')
   assert [h['step'] for h in hist] == [1, 2, 3, 4]
+
+  def crashing(step):
+    if step == 2:
+      raise RuntimeError('simulated preemption')
+    return _source(step)
+
+  with pytest.raises(RuntimeError, match='preemption'):
+    trainer.train(crashing, tmp_path / 'b')
+  resumed, hist_b = trainer.train(_source, tmp_path / 'b')
+  assert int(resumed.step) == 4
+  assert [h['step'] for h in hist_b] == [3, 4]
+  for a, b in zip(hist[2:], hist_b, strict=True):
+    assert a['reward_mean'] == b['reward_mean']
   jax.tree.map(
     lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
     full.params,
