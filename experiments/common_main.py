@@ -21,6 +21,7 @@ and is run as
 from __future__ import annotations
 
 import importlib
+import logging as pylogging
 import os
 import pathlib
 from collections.abc import Callable
@@ -36,6 +37,26 @@ from common import train
 
 RunFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
 CONFIG_JSON = 'config.json'
+
+
+class _LibraryInfoFilter(pylogging.Filter):
+  """Drops INFO records that orbax writes through absl (one per save)."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or (
+      f'{os.sep}orbax{os.sep}' not in record.pathname
+    )
+
+
+def quiet_library_logs() -> None:
+  """Keeps orbax's per-checkpoint INFO lines out of the experiment logs.
+
+  Warnings and errors from every library still show; so does everything
+  the project logs itself.
+  """
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
+    handler.addFilter(_LibraryInfoFilter())
 
 
 def resolve(target: str | RunFn) -> RunFn:
@@ -134,6 +155,7 @@ def launch(run_fn: str | RunFn, main_file: str) -> None:
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    quiet_library_logs()
     train.maybe_initialize_distributed()
     run_from_flags(run_fn, config, workdir)
 

@@ -238,6 +238,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS):
     select(flag_values.only, list(registry.EXPERIMENTS))
   except ValueError as e:
     raise app.UsageError(str(e)) from e
+  common_main.quiet_library_logs()
   train.maybe_initialize_distributed()
   outcomes = run_all(
     flag_values.workdir, flag_values.config_name, flag_values.only
