@@ -223,7 +223,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     max_new_tokens=config.max_new_tokens,
     temperature=g.temperature,
     loss=policy_loss.PolicyLossConfig(
-      epsilon=g.epsilon, epsilon_high=g.epsilon_high, beta=g.beta
+      epsilon=g.epsilon,
+      epsilon_high=g.epsilon_high,
+      beta=g.beta,
+      temperature=g.temperature,  # the policy that sampled
     ),
     checkpoint_every=config.checkpoint_every,
     log_every=g.log_every,

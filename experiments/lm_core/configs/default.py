@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   )
   c.sft = ml_collections.ConfigDict(
     {
-      'steps': 400,
+      'steps': 500,
       'batch_size': 32,
       'learning_rate': 5e-3,
       'warmup_steps': 30,
@@ -50,8 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
       'steps': 200,
       'prompts_per_step': 16,
       'num_generations': 8,
-      'learning_rate': 3e-4,
-      'temperature': 1.0,
+      'learning_rate': 5e-4,
+      'temperature': 0.7,
       'epsilon': 0.2,
       'epsilon_high': 0.28,
       'beta': 0.0,
