@@ -289,6 +289,8 @@ def summarise(config, results, clean_rows, workdir) -> dict:
   """Builds the metrics dict (tables, figure, summary)."""
   rows = [r for res in results for r in res['rows']]
   paradigms = list(config.paradigms)
+  # Attacks with at least one result (a cut-short run may lack some).
+  attacks = [a for a in config.attacks if any(r['attack'] == a for r in rows)]
 
   def pick(attack, defence, par, key):
     return [
@@ -306,7 +308,7 @@ def summarise(config, results, clean_rows, workdir) -> dict:
   ]
   for dname in config.defences:
     t_rows = [clean] if dname == 'none' else []
-    for a in config.attacks:
+    for a in attacks:
       cells = [a, dname]
       for p in paradigms:
         asr, ca = pick(a, dname, p, 'asr'), pick(a, dname, p, 'ca')
@@ -323,7 +325,7 @@ def summarise(config, results, clean_rows, workdir) -> dict:
     )
   # Family averages beside the paper (Cora).
   fam_rows = []
-  for a in config.attacks:
+  for a in attacks:
     for fam in ('GSL', 'GCL', 'GPL'):
       pars = [p for p in paradigms if victims.paradigm_family(p) == fam]
       if not pars:
@@ -362,7 +364,7 @@ def summarise(config, results, clean_rows, workdir) -> dict:
   ev_t = sum(r['eval_seconds'] for r in results)
   ev_n = sum(r['eval_subgraphs'] for r in results)
   summary['asr_eval_subgraphs_per_s'] = round(ev_n / max(ev_t, 1e-9), 1)
-  for a in config.attacks:
+  for a in attacks:
     summary[f'{a}_train_seconds'] = round(
       float(
         np.mean(
@@ -377,7 +379,7 @@ def summarise(config, results, clean_rows, workdir) -> dict:
     )
   figures = []
   try:
-    figures.append(_plot(config, rows, workdir))
+    figures.append(_plot(attacks, config.paradigms, rows, workdir))
   except ImportError:  # pragma: no cover - matplotlib is a core dependency
     pass
   return {
@@ -397,13 +399,13 @@ def summarise(config, results, clean_rows, workdir) -> dict:
   }
 
 
-def _plot(config, rows, workdir) -> dict:
+def _plot(attacks, paradigms, rows, workdir) -> dict:
   import matplotlib
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  attacks, pars = list(config.attacks), list(config.paradigms)
+  attacks, pars = list(attacks), list(paradigms)
   fig, ax = plt.subplots(figsize=(1.2 * len(attacks) * len(pars) / 3 + 4, 3.5))
   width = 0.8 / len(pars)
   for j, p in enumerate(pars):
@@ -432,3 +434,34 @@ def _plot(config, rows, workdir) -> dict:
     'title': 'ASR by attack and victim paradigm (no defence)',
     'path': path,
   }
+
+
+def collect(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Summarises whatever `workdir/partial/` holds, without training.
+
+  For runs cut short (or split over processes whose `partial/` files were
+  copied together): missing (seed, attack) pairs are listed in the notes.
+  """
+  validate_config(config)
+  part = os.path.join(workdir, 'partial')
+  results, clean_rows, missing = [], [], []
+  for seed in config.seeds:
+    path = os.path.join(part, f'seed{seed}_clean.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        clean_rows += json.load(f)
+    for name in config.attacks:
+      path = os.path.join(part, f'seed{seed}_{name}.json')
+      if os.path.exists(path):
+        with open(path) as f:
+          results.append(json.load(f))
+      else:
+        missing.append(f'seed {seed}/{name}')
+  if not results:
+    raise FileNotFoundError(f'no partial results under {part}')
+  metrics = summarise(config, results, clean_rows, workdir)
+  if missing:
+    metrics['notes'].append('Not run (time budget): ' + ', '.join(missing))
+  with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
+    json.dump(metrics, f, indent=1)
+  return metrics

@@ -68,3 +68,56 @@ def test_tiny_run_writes_metrics(tmp_path):
   # Partial results are reused: a second run trains nothing new.
   again = experiment.run(c, str(tmp_path))
   assert again['tables'] == metrics['tables']
+
+
+def test_collect_summarises_partials_and_names_missing(tmp_path):
+  c = tiny.get_config()
+  part = tmp_path / 'partial'
+  part.mkdir()
+  rows = [
+    {
+      'attack': 'cpgba',
+      'defence': d,
+      'paradigm': p,
+      'asr': asr,
+      'ca': 0.5,
+      'flagged_poison_frac': None,
+    }
+    for d, p, asr in (
+      ('none', 'gcn', 0.8),
+      ('none', 'grace', 0.4),
+      ('none', 'gprompt', 0.6),
+      ('prune', 'gcn', 0.2),
+    )
+  ]
+  (part / 'seed0_cpgba.json').write_text(
+    json.dumps(
+      {
+        'rows': rows,
+        'attack_seconds': 2.0,
+        'eval_seconds': 0.5,
+        'eval_subgraphs': 100,
+      }
+    )
+  )
+  (part / 'seed0_clean.json').write_text(
+    json.dumps([{'paradigm': p, 'ca': 0.9} for p in c.paradigms])
+  )
+  m = experiment.collect(c, str(tmp_path))
+  assert m['summary']['cpgba_GSL_asr'] == 0.8
+  assert m['summary']['cpgba_GCL_asr'] == 0.4
+  assert m['summary']['asr_eval_subgraphs_per_s'] == 200.0
+  assert 'sba_samp_GSL_asr' not in m['summary']
+  assert any('seed 0/sba_samp' in n for n in m['notes'])
+  paper_rows = m['tables'][-1]['rows']
+  assert [
+    'cpgba',
+    'GSL',
+    '0.800 ± 0.000',
+    '0.500 ± 0.000',
+    '0.97',
+    '0.81',
+  ] in paper_rows
+  prune = m['tables'][1]
+  assert prune['rows'][0][2] == '0.200 ± 0.000 / 0.500 ± 0.000'
+  assert os.path.exists(tmp_path / 'metrics.json')
