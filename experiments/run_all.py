@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Mapping
 from collections.abc import Sequence
 
+import jax
 import ml_collections
 from absl import app
 from absl import flags
@@ -228,6 +229,15 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     'Comma-separated experiment names (default: all).',
     flag_values=flag_values,
   )
+  flags.DEFINE_integer(
+    'cpu_devices',
+    8,
+    'Simulated devices on a CPU-only host (jax_num_cpu_devices): training '
+    "loops shard their batch over them and DHP's real-execution part needs "
+    'several. No effect on accelerators.',
+    lower_bound=1,
+    flag_values=flag_values,
+  )
 
 
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS):
@@ -238,6 +248,8 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS):
     select(flag_values.only, list(registry.EXPERIMENTS))
   except ValueError as e:
     raise app.UsageError(str(e)) from e
+  if jax.config.jax_num_cpu_devices != flag_values.cpu_devices:
+    jax.config.update('jax_num_cpu_devices', flag_values.cpu_devices)
   common_main.quiet_library_logs()
   train.maybe_initialize_distributed()
   outcomes = run_all(
