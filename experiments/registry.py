@@ -10,9 +10,9 @@ Registering an experiment is one line below: name -> "module:function".
 """
 
 EXPERIMENTS: dict[str, str] = {
-    'lm_core': 'experiments.lm_core.experiment:run',
-    'dhp': 'dhp.experiment:run',
-    'graph_attacks': 'graph_attacks.experiment:run',
-    'nspo': 'nspo.experiment:run',
-    'cku': 'cku.experiment:run',
+  'lm_core': 'experiments.lm_core.experiment:run',
+  'dhp': 'dhp.experiment:run',
+  'graph_attacks': 'graph_attacks.experiment:run',
+  'nspo': 'nspo.experiment:run',
+  'cku': 'cku.experiment:run',
 }
