@@ -2,16 +2,30 @@
 
 Modules: `retriever` (BM25 / dense, common interface), `data` (Search-R1 /
 FlashRAG files), `protocol` (tag parsing, format checks, retrieved-token
-mask), `rollout` (batched multi-turn KV-cache agent loop).
+mask), `rollout` (batched multi-turn KV-cache agent loop), `pivots`
+(pivot labels from golden decompositions), `hazard` (hazard reward model
+and CRM loss), `rewards` (step and outcome token rewards).
 """
 
 from pica import data
+from pica import hazard
+from pica import pivots
 from pica import protocol
 from pica import retriever
+from pica import rewards
 from pica import rollout
 from pica.data import load_corpus
 from pica.data import load_datasets
 from pica.data import load_questions
+from pica.hazard import HazardInputs
+from pica.hazard import HazardModel
+from pica.hazard import crm_loss
+from pica.hazard import crm_terms
+from pica.hazard import insert_placeholders
+from pica.hazard import make_hazard_loss
+from pica.pivots import PivotAnnotation
+from pica.pivots import annotate
+from pica.pivots import label_arrays
 from pica.protocol import Action
 from pica.protocol import ParsedTrajectory
 from pica.protocol import Step
@@ -22,6 +36,11 @@ from pica.retriever import BM25Retriever
 from pica.retriever import DenseRetriever
 from pica.retriever import Retriever
 from pica.retriever import make_retriever
+from pica.rewards import RewardConfig
+from pica.rewards import outcome_scores
+from pica.rewards import over_search_penalty
+from pica.rewards import step_rewards
+from pica.rewards import token_rewards
 from pica.rollout import Rollout
 from pica.rollout import RolloutConfig
 
@@ -29,20 +48,37 @@ __all__ = [
   'Action',
   'BM25Retriever',
   'DenseRetriever',
+  'HazardInputs',
+  'HazardModel',
   'ParsedTrajectory',
+  'PivotAnnotation',
   'Retriever',
+  'RewardConfig',
   'Rollout',
   'RolloutConfig',
   'Step',
+  'annotate',
+  'crm_loss',
+  'crm_terms',
   'data',
+  'hazard',
   'information_mask',
+  'insert_placeholders',
+  'label_arrays',
   'load_corpus',
   'load_datasets',
   'load_questions',
+  'make_hazard_loss',
   'make_retriever',
+  'outcome_scores',
+  'over_search_penalty',
   'parse_action',
   'parse_trajectory',
+  'pivots',
   'protocol',
   'retriever',
+  'rewards',
   'rollout',
+  'step_rewards',
+  'token_rewards',
 ]
