@@ -208,13 +208,24 @@ class GRPOTrainer:
       config: a `GRPOConfig`.
       ref_params: reference-model state for the KL term; default: the
         policy's initial parameters (used only when `config.loss.beta > 0`).
-      mesh: mesh for the update (batch on 'data'); default: one device.
+      mesh: the mesh (default: `make_mesh()` over all devices). Rollout
+        and update are data-parallel: parameters are replicated and the
+        `prompts_per_step * num_generations` rows are split over the batch
+        axes, so that number must divide by the mesh's batch shards.
     """
     self.config = config
     self.tokenizer = tokenizer
     self.reward_fn = reward_fn
     self.tx = tx
-    self.mesh = mesh
+    self.mesh = mesh_lib.make_mesh() if mesh is None else mesh
+    rows = config.prompts_per_step * config.num_generations
+    shards = mesh_lib.num_batch_shards(self.mesh)
+    if rows % shards:
+      raise ValueError(
+        f'GRPOConfig: prompts_per_step * num_generations = {rows} rows do '
+        f'not split over the {shards} batch shards of the mesh; make it a '
+        'multiple, or pass a smaller mesh.'
+      )
     self.graphdef, self.init_params = nnx.split(model)
     capacity = config.max_prompt_len + config.max_new_tokens
     self.sampler = sampler_lib.Sampler(model, capacity=capacity)
@@ -227,7 +238,9 @@ class GRPOTrainer:
       pad_id=tokenizer.pad_id,
     )
     apply_fn = model_apply_fn(self.graphdef)
-    self.ref_params = ref_params if ref_params is not None else self.init_params
+    self.ref_params = mesh_lib.replicate(
+      ref_params if ref_params is not None else self.init_params, self.mesh
+    )
     self._logprobs = jax.jit(
       lambda p, t, m: logprobs_lib.next_token_logprobs(apply_fn(p, t, m), t)
     )
@@ -245,7 +258,8 @@ class GRPOTrainer:
   def init_state(self) -> state_lib.TrainState:
     """The step-0 `TrainState` from the model's parameters."""
     params = jax.tree.map(jnp.copy, self.init_params)
-    return state_lib.TrainState.create(params, self.tx, self.config.seed)
+    state = state_lib.TrainState.create(params, self.tx, self.config.seed)
+    return mesh_lib.replicate(state, self.mesh)
 
   def rollout(
     self, params, prompts: list[str], columns: Mapping[str, list], step: int
@@ -271,7 +285,11 @@ class GRPOTrainer:
     p_mask = np.repeat(enc.mask, g, axis=0)
     self.sampler.update(params)
     key = jax.random.fold_in(jax.random.key(cfg.seed), step)
-    out = self.sampler.sample(p_tokens, p_mask, key, self.gen_config)
+    out = self.sampler.sample(
+      *mesh_lib.shard_batch((p_tokens, p_mask), self.mesh),
+      key,
+      self.gen_config,
+    )
     out = jax.device_get(out)
     completions = [
       self.tokenizer.decode(t[m])
@@ -301,10 +319,11 @@ class GRPOTrainer:
       )
     )
     if cfg.loss.beta > 0:
+      tokens, mask = mesh_lib.shard_batch(
+        (batch['tokens'], batch['attention_mask']), self.mesh
+      )
       batch['ref_logprobs'] = np.asarray(
-        self._logprobs(
-          self.ref_params, batch['tokens'], batch['attention_mask']
-        )
+        self._logprobs(self.ref_params, tokens, mask)
       )
     info = {
       'rewards': rewards,
@@ -316,8 +335,7 @@ class GRPOTrainer:
 
   def update(self, state, batch):
     """`num_iterations` policy updates on one rollout batch."""
-    if self.mesh is not None:
-      batch = mesh_lib.shard_batch(batch, self.mesh)
+    batch = mesh_lib.shard_batch(batch, self.mesh)
     metrics = {}
     for _ in range(self.config.num_iterations):
       state, metrics = self._update(state, batch)
@@ -350,7 +368,10 @@ class GRPOTrainer:
     """
     cfg = self.config
     workdir = pathlib.Path(workdir)
-    state = self.init_state() if state is None else state
+    if state is None:
+      state = self.init_state()
+    else:
+      state = mesh_lib.replicate(state, self.mesh)
     history: list[dict[str, Any]] = []
     with checkpoint_lib.Checkpointer(workdir) as ckpt:
       start = ckpt.latest_step()

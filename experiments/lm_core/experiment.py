@@ -94,8 +94,14 @@ def greedy_exact_match(
   max_prompt_len: int,
   max_new_tokens: int,
   batch_size: int = 64,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> float:
-  """Greedy-decoding exact match over `examples` (fraction in [0, 1])."""
+  """Greedy-decoding exact match over `examples` (fraction in [0, 1]).
+
+  With a `mesh`, each batch of prompts is split over its batch axes
+  (`batch_size` must divide by their size) and `params` should be
+  replicated on it, so decoding is data-parallel.
+  """
   sampler.update(params)
   cfg = sampler_lib.GenerationConfig(
     max_new_tokens=max_new_tokens,
@@ -111,9 +117,10 @@ def greedy_exact_match(
     enc = tokenizer.encode_batch(
       [e['prompt'] for e in chunk], max_prompt_len, left_pad=True
     )
-    out = jax.device_get(
-      sampler.sample(enc.ids, enc.mask, jax.random.key(0), cfg)
-    )
+    ids, mask = enc.ids, enc.mask
+    if mesh is not None:
+      ids, mask = train.shard_batch((ids, mask), mesh)
+    out = jax.device_get(sampler.sample(ids, mask, jax.random.key(0), cfg))
     texts = [
       tokenizer.decode(t[m]) for t, m in zip(out.tokens, out.mask, strict=True)
     ]
@@ -156,12 +163,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   )
   graphdef, params = nnx.split(model)
   apply_fn = grpo.model_apply_fn(graphdef)
+  mesh = train.make_mesh()  # batch on 'data' over every device
   sampler = sampler_lib.Sampler(model, capacity=max_len)
 
   def evaluate(p) -> dict[str, float]:
     kw = dict(
       max_prompt_len=config.max_prompt_len,
       max_new_tokens=config.max_new_tokens,
+      mesh=mesh,
     )
     return {
       'test_em': greedy_exact_match(sampler, p, tokenizer, eval_test, **kw),
@@ -204,6 +213,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     sft_batches,
     num_steps=sft_cfg.steps,
     workdir=workdir / 'sft',
+    mesh=mesh,
     checkpoint_every=config.checkpoint_every,
     log_every=sft_cfg.log_every,
     eval_fn=lambda s: evaluate(s.params),
@@ -247,6 +257,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     ),
     qa_rewards.exact_match_reward,
     grpo_cfg,
+    mesh=mesh,
   )
 
   def prompts(step: int):
