@@ -37,12 +37,21 @@ DEFAULT_DIR = os.path.join(
 
 def run_jax(ds, split, seed, dropout, epochs):
   n = ds.num_nodes
-  model = models.build_model('gcn', ds.graph.nodes.shape[1], 16, 7,
-                             seed=seed, dropout_rate=dropout)
+  model = models.build_model(
+    'gcn', ds.graph.nodes.shape[1], 16, 7, seed=seed, dropout_rate=dropout
+  )
   t0 = time.perf_counter()
   model, _ = train.fit_classifier(
-    model, ds.graph, ds.labels, split.mask('train', n), epochs=epochs,
-    lr=0.01, weight_decay=5e-4, seed=seed, val_mask=split.mask('val', n))
+    model,
+    ds.graph,
+    ds.labels,
+    split.mask('train', n),
+    epochs=epochs,
+    lr=0.01,
+    weight_decay=5e-4,
+    seed=seed,
+    val_mask=split.mask('val', n),
+  )
   logits = train.predict(model, ds.graph)
   acc = float(train.masked_accuracy(logits, ds.labels, split.mask('test', n)))
   return time.perf_counter() - t0, acc
@@ -55,11 +64,13 @@ def run_pyg(ds, split, seed, dropout, epochs):
 
   torch.manual_seed(seed)
   x = torch.tensor(np.asarray(ds.graph.nodes))
-  ei = torch.tensor(np.stack([ds.graph.senders, ds.graph.receivers]),
-                    dtype=torch.long)
+  ei = torch.tensor(
+    np.stack([ds.graph.senders, ds.graph.receivers]), dtype=torch.long
+  )
   y = torch.tensor(ds.labels, dtype=torch.long)
-  tr, va, te = (torch.tensor(split.mask(k, ds.num_nodes))
-                for k in ('train', 'val', 'test'))
+  tr, va, te = (
+    torch.tensor(split.mask(k, ds.num_nodes)) for k in ('train', 'val', 'test')
+  )
 
   class Net(torch.nn.Module):
     def __init__(self):
@@ -99,17 +110,27 @@ def asr_throughput(ds, split, repeats=3):
   """Triggered 2-hop subgraphs per second through a trained GCN."""
   n = ds.num_nodes
   model = models.build_model('gcn', ds.graph.nodes.shape[1], 16, 7, seed=0)
-  model, _ = train.fit_classifier(model, ds.graph, ds.labels,
-                                  split.mask('train', n), epochs=50, lr=0.01,
-                                  weight_decay=5e-4, seed=0)
+  model, _ = train.fit_classifier(
+    model,
+    ds.graph,
+    ds.labels,
+    split.mask('train', n),
+    epochs=50,
+    lr=0.01,
+    weight_decay=5e-4,
+    seed=0,
+  )
   batch = evaluate.subgraph_batch(ds.graph, split.test)
   real = jnp.asarray(ds.graph.nodes[split.train])
 
   def trigger(x, key):
     m = x.shape[0]
     idx = jax.random.randint(key, (m, 3), 0, real.shape[0])
-    return real[idx], jnp.ones((m, 3, 3)) - jnp.eye(3), jnp.zeros(
-      (m, 3)).at[:, 0].set(1.0)
+    return (
+      real[idx],
+      jnp.ones((m, 3, 3)) - jnp.eye(3),
+      jnp.zeros((m, 3)).at[:, 0].set(1.0),
+    )
 
   fn = lambda g: train.predict(model, g)
   evaluate.attack_success_rate(fn, batch, trigger, 0)  # compile
@@ -121,8 +142,9 @@ def asr_throughput(ds, split, repeats=3):
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument('--data_dir', default=os.environ.get('PLANETOID_DIR',
-                                                       DEFAULT_DIR))
+  ap.add_argument(
+    '--data_dir', default=os.environ.get('PLANETOID_DIR', DEFAULT_DIR)
+  )
   ap.add_argument('--seeds', type=int, default=3)
   ap.add_argument('--epochs', type=int, default=200)
   ap.add_argument('--threads', type=int, default=2)
@@ -131,9 +153,11 @@ def main():
 
   torch.set_num_threads(args.threads)
   ds, split = planetoid.load_planetoid(args.data_dir, 'cora')
-  print(f'jax {jax.__version__} ({jax.devices()[0].platform}), torch '
-        f'{torch.__version__}, torch threads {args.threads}, '
-        f'cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}')
+  print(
+    f'jax {jax.__version__} ({jax.devices()[0].platform}), torch '
+    f'{torch.__version__}, torch threads {args.threads}, '
+    f'cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}'
+  )
   ratios = {}
   for dropout in (0.5, 0.0):
     # Compile once (seed-independent shapes), then time cached runs.
@@ -148,16 +172,22 @@ def main():
       pa.append(a)
     j, p = statistics.median(jt), statistics.median(pt)
     ratios[dropout] = p / j
-    print(f'dropout {dropout}: jax {j:.2f} s (first call with compile '
-          f'{t_first:.2f} s), acc {np.mean(ja):.3f} ± {np.std(ja):.3f}; '
-          f'pyg {p:.2f} s, acc {np.mean(pa):.3f} ± {np.std(pa):.3f}; '
-          f'pyg/jax {p / j:.2f}')
+    print(
+      f'dropout {dropout}: jax {j:.2f} s (first call with compile '
+      f'{t_first:.2f} s), acc {np.mean(ja):.3f} ± {np.std(ja):.3f}; '
+      f'pyg {p:.2f} s, acc {np.mean(pa):.3f} ± {np.std(pa):.3f}; '
+      f'pyg/jax {p / j:.2f}'
+    )
   tput, batch = asr_throughput(ds, split)
-  print(f'asr_eval: {tput:.0f} subgraphs/s ({batch.centers.size} triggered '
-        f'2-hop subgraphs, union of {batch.num_real_nodes} nodes)')
-  print(f'gcn_vs_pyg: ratio={ratios[0.5]:.2f} (PyG time / JAX time, GCN '
-        f'on Cora, {args.epochs} epochs, dropout 0.5; dropout off: '
-        f'{ratios[0.0]:.2f}; asr_eval {tput:.0f} subgraphs/s)')
+  print(
+    f'asr_eval: {tput:.0f} subgraphs/s ({batch.centers.size} triggered '
+    f'2-hop subgraphs, union of {batch.num_real_nodes} nodes)'
+  )
+  print(
+    f'gcn_vs_pyg: ratio={ratios[0.5]:.2f} (PyG time / JAX time, GCN '
+    f'on Cora, {args.epochs} epochs, dropout 0.5; dropout off: '
+    f'{ratios[0.0]:.2f}; asr_eval {tput:.0f} subgraphs/s)'
+  )
 
 
 if __name__ == '__main__':
