@@ -95,6 +95,7 @@ def insert_placeholders(
   search_ends,
   placeholder_id: int,
   pad_id: int = 0,
+  replace_id: int | None = None,
 ) -> HazardInputs:
   """Inserts a placeholder after each served `</search>` and at the end.
 
@@ -105,6 +106,9 @@ def insert_placeholders(
       entries first, -1 after (`pica.rollout.Rollout.search_ends`).
     placeholder_id: the placeholder token id (unused elsewhere).
     pad_id: padding id.
+    replace_id: if given, response tokens equal to `placeholder_id` (a
+      sampling policy can emit any id) are replaced by it (e.g. `<unk>`);
+      if None they raise.
 
   Returns:
     `HazardInputs` with S = K + 1 steps; step k < num_searches is search k,
@@ -116,7 +120,10 @@ def insert_placeholders(
   search_ends = np.asarray(search_ends)
   b, p = prompt_tokens.shape
   r, k = tokens.shape[1], search_ends.shape[1]
-  if np.any(tokens[response_mask] == placeholder_id):
+  clash = response_mask & (tokens == placeholder_id)
+  if replace_id is not None:
+    tokens = np.where(clash, replace_id, tokens)
+  elif clash.any():
     raise ValueError(
       f'placeholder id {placeholder_id} occurs in a response; pick a token '
       'the policy never emits'

@@ -118,6 +118,10 @@ def test_insert_placeholders():
   np.testing.assert_array_equal(out.mask[0], out.tokens[0] != 0)
   with pytest.raises(ValueError, match='placeholder id 21'):
     hazard.insert_placeholders(prompt, pmask, tokens, rmask, ends, 21)
+  rep = hazard.insert_placeholders(
+    prompt, pmask, tokens, rmask, ends, 21, replace_id=3
+  )
+  np.testing.assert_array_equal(rep.tokens[0, 3:6], [3, 22, 21])
   with pytest.raises(ValueError, match='must increase'):
     hazard.insert_placeholders(
       prompt, pmask, tokens, rmask, np.array([[3, 1], [-1, -1]]), 99

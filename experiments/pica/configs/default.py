@@ -1,0 +1,84 @@
+"""PiCA default: the main job's config (minutes on 2 CPU cores)."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = 'default'
+  c.seed = 0
+  # common.synthetic.KnowledgeWorldConfig fields (1-3 hops).
+  c.world = ml_collections.ConfigDict(
+    {
+      'num_entities': 200,
+      'num_distractors': 100,
+      'max_hops': 3,
+      'train_questions': 600,
+      'test_questions': 120,
+      'compositional_questions': 60,
+      'num_compositional_paths': 3,
+    }
+  )
+  c.max_prompt_len = 40
+  # pica.rollout.RolloutConfig fields.
+  c.rollout = ml_collections.ConfigDict(
+    {
+      'max_turns': 3,
+      'max_new_tokens': 16,
+      'topk': 1,
+      'max_info_tokens': 32,
+      'temperature': 1.0,
+    }
+  )
+  c.model = ml_collections.ConfigDict(
+    {
+      'preset': 'tiny',
+      'd_model': 64,
+      'n_layers': 2,
+      'n_heads': 4,
+      'n_kv_heads': 2,
+      'd_ff': 256,
+      'max_seq_len': 256,
+    }
+  )
+  c.sft = ml_collections.ConfigDict(
+    {'steps': 300, 'batch_size': 32, 'learning_rate': 3e-3, 'log_every': 20}
+  )
+  c.hazard = ml_collections.ConfigDict(
+    {
+      'num_questions': 96,
+      'samples_per_question': 4,
+      'rollout_batch': 64,
+      'steps': 150,
+      'batch_size': 32,
+      'learning_rate': 1e-3,
+      'log_every': 10,
+    }
+  )
+  # pica.rewards.RewardConfig fields (PiCA's released values).
+  c.reward = ml_collections.ConfigDict(
+    {
+      'step_form': 'linear',
+      'coef': 1.3,
+      'baseline': 0.55,
+      'penalty_alpha': 0.3,
+      'penalty_gamma': 1.5,
+      'penalty_free': 3,
+      'outcome_scale': 1.5,
+      'metric': 'f1',
+      'format_penalty': -1.0,
+    }
+  )
+  c.rl = ml_collections.ConfigDict(
+    {
+      'steps': 60,
+      'prompts_per_step': 8,
+      'num_generations': 5,
+      'learning_rate': 3e-4,
+      'epsilon': 0.2,
+      'epsilon_high': 0.28,
+      'beta': 0.001,
+    }
+  )
+  c.eval = ml_collections.ConfigDict({'num_questions': 40, 'batch_size': 40})
+  return c

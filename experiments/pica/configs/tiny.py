@@ -1,0 +1,33 @@
+"""PiCA tiny: seconds, for tests and CI."""
+
+from experiments.pica.configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.name = 'tiny'
+  c.world.update(
+    {
+      'num_entities': 60,
+      'num_distractors': 40,
+      'train_questions': 60,
+      'test_questions': 20,
+      'compositional_questions': 10,
+    }
+  )
+  c.rollout.update({'max_new_tokens': 12, 'max_info_tokens': 24})
+  c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64, 'max_seq_len': 192})
+  c.sft.update({'steps': 4, 'batch_size': 8, 'log_every': 2})
+  c.hazard.update(
+    {
+      'num_questions': 4,
+      'samples_per_question': 2,
+      'rollout_batch': 8,
+      'steps': 3,
+      'batch_size': 8,
+      'log_every': 1,
+    }
+  )
+  c.rl.update({'steps': 2, 'prompts_per_step': 2, 'num_generations': 2})
+  c.eval.update({'num_questions': 4, 'batch_size': 4})
+  return c
