@@ -7,6 +7,7 @@ import pytest
 
 from experiments.graph_attacks.configs import cora
 from experiments.graph_attacks.configs import default
+from experiments.graph_attacks.configs import full
 from experiments.graph_attacks.configs import paper
 from experiments.graph_attacks.configs import tiny
 from experiments.registry import EXPERIMENTS
@@ -14,7 +15,7 @@ from graph_attacks import experiment
 
 
 def test_configs_construct_and_validate():
-  for mod in (tiny, default, paper, cora):
+  for mod in (tiny, default, full, paper, cora):
     c = mod.get_config()
     experiment.validate_config(c)
   assert paper.get_config().attack.cpgba.num_triggers == 350

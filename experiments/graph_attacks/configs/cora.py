@@ -2,11 +2,11 @@
 
 Default-scale training on real Cora (2708 nodes, 1433 features)."""
 
-from experiments.graph_attacks.configs import default
+from experiments.graph_attacks.configs import full
 
 
 def get_config():
-  c = default.get_config()
+  c = full.get_config()
   c.name = 'cora'
   c.data.source = 'planetoid'
   c.data.data_dir = ''

@@ -7,11 +7,11 @@ to 1433, pre-trained GNN hidden 128 x 3 layers, K = 350 triggers of 5
 nodes, 50 poisoned nodes, victims for 1000 iterations, 11 seeds.
 """
 
-from experiments.graph_attacks.configs import default
+from experiments.graph_attacks.configs import full
 
 
 def get_config():
-  c = default.get_config()
+  c = full.get_config()
   c.name = 'paper'
   c.seeds = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
   c.data.csbm_config = 'cora_like'

@@ -1,10 +1,10 @@
 """Tiny: seconds-scale smoke run on the 240-node CSBM graph (tests, CI)."""
 
-from experiments.graph_attacks.configs import default
+from experiments.graph_attacks.configs import full
 
 
 def get_config():
-  c = default.get_config()
+  c = full.get_config()
   c.name = 'tiny'
   c.seeds = (0,)
   c.data.csbm_config = 'tiny'
