@@ -9,7 +9,10 @@ to `max_turns`) on the same model, questions and retriever, greedily:
 * recompute: `RecomputeSampler`, the same interface backed by a token
   buffer `[B, C]`; every generated token reruns the model over the whole
   fixed-size buffer (the rest masked) and reads the last real position,
-  the way a cache-less agent loop regenerates.
+  the way a cache-less agent loop regenerates (a `while_loop` that stops
+  when every row has stopped, like the sampler's). With static shapes a
+  step costs a forward over C tokens, not the current prefix length, so
+  the ratio overstates the gain over an ideal variable-length recompute.
 
 The policy is a tiny LM briefly SFT-ed on golden traces of the tiny
 knowledge world so it issues searches. Reported: generated tokens/s of
@@ -86,8 +89,11 @@ class RecomputeSampler:
     eos = jnp.asarray(config.eos_ids or (-1,))
     cols = jnp.arange(self.capacity)
 
-    def body(i, carry):
-      buf, valid, active, toks, logps, gmask, reason = carry
+    def cond(carry):
+      return (carry[0] < n) & jnp.any(carry[3])
+
+    def body(carry):
+      i, buf, valid, active, toks, logps, gmask, reason = carry
       logits = model(buf, attention_mask=valid).logits
       last = jnp.max(jnp.where(valid, cols, 0), axis=1)
       logits = jnp.take_along_axis(logits, last[:, None, None], 1)[:, 0]
@@ -114,9 +120,11 @@ class RecomputeSampler:
         sampler_lib.FINISH_EOS,
         jnp.where(is_stop, sampler_lib.FINISH_STOP, reason),
       )
-      return buf, valid, active & ~is_eos & ~is_stop, toks, logps, gmask, reason
+      active = active & ~is_eos & ~is_stop
+      return i + 1, buf, valid, active, toks, logps, gmask, reason
 
     init = (
+      jnp.int32(0),
       state.buffer,
       state.valid,
       ~state.finished,
@@ -125,8 +133,8 @@ class RecomputeSampler:
       jnp.zeros((b, n), bool),
       jnp.zeros((b,), jnp.int32),
     )
-    buf, valid, active, toks, logps, gmask, reason = jax.lax.fori_loop(
-      0, n, body, init
+    _, buf, valid, active, toks, logps, gmask, reason = jax.lax.while_loop(
+      cond, body, init
     )
     reason = jnp.where(active, sampler_lib.FINISH_LENGTH, reason)
     new = RecomputeState(buf, valid, state.finished | (reason == 1))
