@@ -229,7 +229,15 @@ def _train_hazard(setup: _Setup, policy_params, graphdef, history, key):
   hz = hazard.HazardModel(model, rngs=nnx.Rngs(setup.config.seed + 7))
   h_graph, h_params = nnx.split(hz)
   tx = _adam(c.learning_rate)
-  step = _jit_step(hazard.make_hazard_loss(h_graph), tx)
+  step = _jit_step(
+    hazard.make_hazard_loss(
+      h_graph,
+      neg_weight=c.neg_weight,
+      mono_weight=c.mono_weight,
+      margin=c.margin,
+    ),
+    tx,
+  )
   opt_state = tx.init(h_params)
   n = len(data['tokens'])
   for i in range(c.steps):
@@ -298,13 +306,13 @@ def _rl(setup: _Setup, arm, sft_params, graphdef, hz, key, history):
   step = _jit_step(loss_fn, tx)
 
   @jax.jit
-  def ref_logprobs(tokens, mask):
-    logits = apply_fn(sft_params, tokens, mask)
+  def ref_logprobs(ref_params, tokens, mask):
+    logits = apply_fn(ref_params, tokens, mask)
     return lp_lib.next_token_logprobs(logits, tokens)
 
   @jax.jit
-  def hazards(tokens, mask, positions):
-    v = nnx.merge(h_graph, h_params).step_logits(tokens, mask, positions)
+  def hazards(hz_params, tokens, mask, positions):
+    v = nnx.merge(h_graph, hz_params).step_logits(tokens, mask, positions)
     return jax.nn.sigmoid(v)
 
   params = sft_params
@@ -334,7 +342,7 @@ def _rl(setup: _Setup, arm, sft_params, graphdef, hz, key, history):
         setup.tok.pad_id,
         setup.tok.unk_id,
       )
-      h = hazards(hi.tokens, hi.mask, hi.positions)[:, :-1]
+      h = hazards(h_params, hi.tokens, hi.mask, hi.positions)[:, :-1]
       step_r = rewards.step_rewards(h, step_mask & ok[:, None], rcfg)
     use_steps = step_mask & ok[:, None] & (rcfg.step_form is not None)
     adv = adv_lib.turn_level_advantages(
@@ -354,7 +362,7 @@ def _rl(setup: _Setup, arm, sft_params, graphdef, hz, key, history):
       'loss_mask': jnp.concatenate([zeros.astype(bool), ro.loss_mask], 1),
       'advantages': jnp.concatenate([zeros, adv], 1),
       'old_logprobs': jnp.concatenate([zeros, ro.logprobs], 1),
-      'ref_logprobs': ref_logprobs(tokens, mask),
+      'ref_logprobs': ref_logprobs(sft_params, tokens, mask),
     }
     params, opt_state, loss, m = step(params, opt_state, batch)
     em = float(np.mean(_success(ro.texts, qs)))

@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
       'steps': 150,
       'batch_size': 32,
       'learning_rate': 1e-3,
+      'neg_weight': 1.0,
+      'mono_weight': 1.0,
+      'margin': 0.05,
       'log_every': 10,
     }
   )
