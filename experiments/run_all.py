@@ -250,6 +250,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS):
     raise app.UsageError(str(e)) from e
   if jax.config.jax_num_cpu_devices != flag_values.cpu_devices:
     jax.config.update('jax_num_cpu_devices', flag_values.cpu_devices)
+  train.allow_slow_cpu_collectives()
   common_main.quiet_library_logs()
   train.maybe_initialize_distributed()
   outcomes = run_all(

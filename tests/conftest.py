@@ -6,5 +6,10 @@ root conftest, which pytest imports before any test module.
 
 import jax
 
+from common.train import mesh
+
+# Eight simulated devices share 2 cores (and pytest-xdist runs two workers):
+# give their collectives time instead of XLA's 40 s abort.
+mesh.allow_slow_cpu_collectives()
 jax.config.update('jax_num_cpu_devices', 8)
 jax.config.update('jax_platforms', 'cpu')

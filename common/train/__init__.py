@@ -20,6 +20,7 @@ from common.train.loop import train_state_sharding
 from common.train.mesh import BATCH_AXES
 from common.train.mesh import DATA_AXIS
 from common.train.mesh import FSDP_AXIS
+from common.train.mesh import allow_slow_cpu_collectives
 from common.train.mesh import batch_sharding
 from common.train.mesh import fsdp_sharding
 from common.train.mesh import make_mesh
@@ -39,6 +40,7 @@ __all__ = [
   'NonFiniteError',
   'TrainState',
   'abstract_like',
+  'allow_slow_cpu_collectives',
   'batch_sharding',
   'fit',
   'fsdp_sharding',
