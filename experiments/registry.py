@@ -15,4 +15,5 @@ EXPERIMENTS: dict[str, str] = {
   'graph_attacks': 'graph_attacks.experiment:run',
   'nspo': 'nspo.experiment:run',
   'cku': 'cku.experiment:run',
+  'pica': 'pica.experiment:run',
 }
