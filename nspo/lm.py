@@ -18,6 +18,7 @@ from flax import nnx
 from common import models
 from common import rl
 from common.sampling import sampler
+from common.train import sft as sft_lib
 
 
 def init_model(config: models.LMConfig, seed: int) -> tuple[Any, Any]:
@@ -51,15 +52,12 @@ def token_logprobs(model_def, params, batch) -> jax.Array:
 
 
 def sft_loss(model_def):
-  """`loss_fn(params, batch, rng) -> (nll, {})` on `batch['loss_mask']`."""
+  """`loss_fn(params, batch, rng) -> (nll, metrics)` on `batch['loss_mask']`.
 
-  def loss_fn(params, batch, rng):
-    del rng
-    logp = token_logprobs(model_def, params, batch)
-    m = batch['loss_mask'] * batch['attention_mask']
-    return -jnp.sum(logp * m) / jnp.maximum(jnp.sum(m), 1.0), {}
-
-  return loss_fn
+  The shared SFT objective (`common.train.sft.make_sft_loss`) over this
+  model's apply function.
+  """
+  return sft_lib.make_sft_loss(apply_fn(model_def))
 
 
 def decode(
