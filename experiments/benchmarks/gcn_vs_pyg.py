@@ -148,7 +148,12 @@ def main():
   ap.add_argument('--seeds', type=int, default=3)
   ap.add_argument('--epochs', type=int, default=200)
   ap.add_argument('--threads', type=int, default=2)
+  ap.add_argument(
+    '--smoke', action='store_true', help='1 seed, 10 epochs (a quick check)'
+  )
   args = ap.parse_args()
+  if args.smoke:
+    args.seeds, args.epochs = 1, 10
   import torch
 
   torch.set_num_threads(args.threads)
