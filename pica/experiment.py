@@ -6,12 +6,16 @@
    policy, label them with `pica.pivots` (golden decompositions), train a
    `pica.hazard.HazardModel` (backbone initialised from the SFT policy)
    with the CRM loss.
-3. **RL** from the SFT checkpoint, same seeds and budget, turn-level GRPO
+3. **RL** from the SFT checkpoint, same seeds and budget, with
+   `rl.algorithm`: `'grpo'`, turn-level GRPO
    (`common.rl.turn_level_advantages`, outcome and step rewards normalised
-   separately per group; with no step rewards this is GRPO on the outcome)
-   with the retrieved-token loss mask, asymmetric clipping and a KL to the
-   SFT reference: arm (a) outcome reward only (Search-R1 baseline), arm (b)
-   outcome + PiCA hazard step rewards at each `</search>`.
+   separately per group; with no step rewards this is GRPO on the outcome),
+   or `'ppo'` (the paper's recipe, `pica.ppo`: a critic copied from the SFT
+   policy with its own optimizer, token rewards, KL-in-reward, GAE with
+   gamma = lam = 1, whitened advantages), both with the retrieved-token
+   loss mask, asymmetric clipping and a KL to the SFT reference: arm (a)
+   outcome reward only (Search-R1 baseline), arm (b) outcome + PiCA hazard
+   step rewards at each `</search>`.
 4. **Evaluation**: greedy multi-turn rollouts; EM on held-out-entity test
    questions per hop count and on the compositional split (unseen relation
    chains), with the average number of searches.
@@ -45,12 +49,14 @@ from common.rl import qa_rewards
 from common.train import sft
 from pica import hazard
 from pica import pivots
+from pica import ppo
 from pica import retriever as retriever_lib
 from pica import rewards
 from pica import rollout as rollout_lib
 
 PLACEHOLDER = '<step>'
 ARMS = ('outcome', 'pica')
+RL_ALGORITHMS = ('grpo', 'ppo')
 
 
 def _prompt(q) -> str:
@@ -293,17 +299,46 @@ def _rl(setup: _Setup, arm, sft_params, graphdef, hz, key, history):
     model, capacity=setup.rollout_cfg.capacity(setup.prompt_len)
   )
   apply_fn = lambda p, t, m: nnx.merge(graphdef, p)(t, attention_mask=m).logits
-  loss_fn = policy_loss.make_policy_loss(
-    apply_fn,
-    policy_loss.PolicyLossConfig(
+  algorithm = c.get('algorithm', 'grpo')
+  if algorithm not in RL_ALGORITHMS:
+    raise ValueError(
+      f'rl.algorithm must be one of {RL_ALGORITHMS}, got {algorithm!r}'
+    )
+  tx = _adam(c.learning_rate)
+  if algorithm == 'grpo':
+    loss_fn = policy_loss.make_policy_loss(
+      apply_fn,
+      policy_loss.PolicyLossConfig(
+        epsilon=c.epsilon,
+        epsilon_high=c.epsilon_high,
+        beta=c.beta,
+        temperature=setup.rollout_cfg.temperature,
+      ),
+    )
+    step = _jit_step(loss_fn, tx)
+  else:
+    pcfg = ppo.PPOConfig(
+      gamma=c.get('gamma', 1.0),
+      lam=c.get('lam', 1.0),
       epsilon=c.epsilon,
       epsilon_high=c.epsilon_high,
+      cliprange_value=c.get('cliprange_value', 0.5),
       beta=c.beta,
+      entropy_coef=c.get('entropy_coef', 0.0),
+      gae_mask=c.get('gae_mask', 'response'),
       temperature=setup.rollout_cfg.temperature,
-    ),
-  )
-  tx = _adam(c.learning_rate)
-  step = _jit_step(loss_fn, tx)
+    )
+    critic = ppo.ValueModel.from_policy(
+      graphdef, sft_params, rngs=nnx.Rngs(setup.config.seed + 11)
+    )
+    c_graph, c_params = nnx.split(critic)
+    critic_tx = _adam(c.critic_learning_rate)
+    critic_opt = critic_tx.init(c_params)
+    ppo_update = ppo.make_ppo_update(apply_fn, c_graph, pcfg, tx, critic_tx)
+
+    @jax.jit
+    def old_values(c_params, tokens, mask):
+      return nnx.merge(c_graph, c_params).token_values(tokens, mask)
 
   @jax.jit
   def ref_logprobs(ref_params, tokens, mask):
@@ -344,27 +379,60 @@ def _rl(setup: _Setup, arm, sft_params, graphdef, hz, key, history):
       )
       h = hazards(h_params, hi.tokens, hi.mask, hi.positions)[:, :-1]
       step_r = rewards.step_rewards(h, step_mask & ok[:, None], rcfg)
-    use_steps = step_mask & ok[:, None] & (rcfg.step_form is not None)
-    adv = adv_lib.turn_level_advantages(
-      jnp.asarray(rcfg.outcome_scale * score),
-      step_r,
-      use_steps,
-      jnp.asarray(ro.search_ends),
-      ro.response_mask,
-      g,
-    )
     tokens = jnp.concatenate([ro.prompt_tokens, ro.tokens], 1)
     mask = jnp.concatenate([ro.prompt_mask, ro.response_mask], 1)
     zeros = jnp.zeros(ro.prompt_mask.shape)
-    batch = {
-      'tokens': tokens,
-      'attention_mask': mask,
-      'loss_mask': jnp.concatenate([zeros.astype(bool), ro.loss_mask], 1),
-      'advantages': jnp.concatenate([zeros, adv], 1),
-      'old_logprobs': jnp.concatenate([zeros, ro.logprobs], 1),
-      'ref_logprobs': ref_logprobs(sft_params, tokens, mask),
-    }
-    params, opt_state, loss, m = step(params, opt_state, batch)
+    loss_mask = jnp.concatenate([zeros.astype(bool), ro.loss_mask], 1)
+    old_logprobs = jnp.concatenate([zeros, ro.logprobs], 1)
+    ref_lp = ref_logprobs(sft_params, tokens, mask)
+    if algorithm == 'grpo':
+      use_steps = step_mask & ok[:, None] & (rcfg.step_form is not None)
+      adv = adv_lib.turn_level_advantages(
+        jnp.asarray(rcfg.outcome_scale * score),
+        step_r,
+        use_steps,
+        jnp.asarray(ro.search_ends),
+        ro.response_mask,
+        g,
+      )
+      batch = {
+        'tokens': tokens,
+        'attention_mask': mask,
+        'loss_mask': loss_mask,
+        'advantages': jnp.concatenate([zeros, adv], 1),
+        'old_logprobs': old_logprobs,
+        'ref_logprobs': ref_lp,
+      }
+      params, opt_state, loss, m = step(params, opt_state, batch)
+    else:
+      # the outcome sits on the last token of the GAE mask (pica.ppo)
+      gae_resp = (
+        ro.response_mask if pcfg.gae_mask == 'response' else ro.loss_mask
+      )
+      tok_r = rewards.token_rewards(
+        score,
+        ok,
+        gae_resp,
+        ro.search_ends,
+        step_r if rcfg.step_form is not None else None,
+        rcfg,
+      )
+      batch = {
+        'tokens': tokens,
+        'attention_mask': mask,
+        'response_mask': jnp.concatenate(
+          [zeros.astype(bool), jnp.asarray(ro.response_mask, bool)], 1
+        ),
+        'loss_mask': loss_mask,
+        'rewards': jnp.concatenate([zeros, tok_r], 1),
+        'old_logprobs': old_logprobs,
+        'ref_logprobs': ref_lp,
+        'old_values': old_values(c_params, tokens, mask),
+      }
+      params, c_params, opt_state, critic_opt, m = ppo_update(
+        params, c_params, opt_state, critic_opt, batch
+      )
+      loss = m['actor_loss']
     em = float(np.mean(_success(ro.texts, qs)))
     rec = {
       'step': i,
@@ -374,6 +442,8 @@ def _rl(setup: _Setup, arm, sft_params, graphdef, hz, key, history):
       'searches': float(ro.num_searches.mean()),
       'kl': float(m.get('kl', 0.0)),
     }
+    if algorithm == 'ppo':
+      rec['value_loss'] = float(m['value_loss'])
     curve.append(rec)
     history.append({'arm': arm, **rec})
   sampler.update(params)
@@ -388,6 +458,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       'file datasets (config.data) with a Hugging Face model '
       '(config.hf_model_dir) are not wired yet. Remove both keys, or use '
       'pica.data / pica.retriever / common.models.load_hf directly.'
+    )
+  algorithm = config.rl.get('algorithm', 'grpo')
+  if algorithm not in RL_ALGORITHMS:
+    raise ValueError(
+      f'rl.algorithm must be one of {RL_ALGORITHMS}, got {algorithm!r}'
     )
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -505,7 +580,11 @@ def _metrics(config, results, curves, sft_hist, hz_hist, hz_stats, seconds):
     ],
     'notes': [
       'Single seed; small LM on the synthetic knowledge world; RL is '
-      'turn-level GRPO (PPO with a critic is not wired here).',
+      + (
+        'PPO with a critic and GAE (gamma = lam = 1, pica.ppo).'
+        if config.rl.get('algorithm', 'grpo') == 'ppo'
+        else 'turn-level GRPO (rl.algorithm = "ppo" gives PPO + GAE).'
+      ),
       'Hazard labels come from pivots.annotate (our reading of the '
       'unreleased annotation pipeline).',
     ],

@@ -96,7 +96,7 @@ def test_retrieved_tokens_get_zero_policy_gradient():
     'old_logprobs': logp - 0.1,
     'ref_logprobs': logp + 0.3,
   }
-  g = jax.grad(lambda p: fn(p, batch)[0])(logits)
+  g = jax.jit(jax.grad(lambda p: fn(p, batch)[0]))(logits)
   gnorm = jnp.abs(g).sum(-1)[:, :-1]  # row t-1 -> token t
   target = loss_mask[:, 1:] != 0
   assert bool(jnp.all(gnorm[~target] == 0.0))

@@ -81,6 +81,15 @@ def get_config() -> ml_collections.ConfigDict:
       'epsilon': 0.2,
       'epsilon_high': 0.28,
       'beta': 0.001,
+      # 'grpo' (turn-level GRPO) or 'ppo' (critic + GAE, pica.ppo); the
+      # PPO-only fields below are ignored by 'grpo'.
+      'algorithm': 'grpo',
+      'critic_learning_rate': 3e-3,
+      'cliprange_value': 0.5,
+      'gamma': 1.0,
+      'lam': 1.0,
+      'entropy_coef': 0.0,
+      'gae_mask': 'response',
     }
   )
   c.eval = ml_collections.ConfigDict({'num_questions': 40, 'batch_size': 40})

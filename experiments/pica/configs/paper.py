@@ -52,6 +52,7 @@ def get_config():
   )
   c.rl.update(
     {
+      'algorithm': 'ppo',
       'steps': 190,
       'prompts_per_step': 256,
       'num_generations': 5,

@@ -1,0 +1,33 @@
+"""pica.experiment with rl.algorithm = 'ppo' (critic + GAE) on `tiny`."""
+
+import pytest
+
+from experiments.pica.configs import paper
+from experiments.pica.configs import tiny
+from pica import experiment
+
+
+def test_algorithm_configs():
+  assert tiny.get_config().rl.algorithm == 'grpo'
+  p = paper.get_config().rl
+  assert p.algorithm == 'ppo' and p.critic_learning_rate == 10 * p.learning_rate
+  assert p.gamma == p.lam == 1.0
+
+
+def test_unknown_algorithm_is_rejected(tmp_path):
+  c = tiny.get_config()
+  c.rl.algorithm = 'reinforce'
+  with pytest.raises(ValueError, match='rl.algorithm must be one of'):
+    experiment.run(c, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_tiny_ppo_run_both_arms(tmp_path):
+  c = tiny.get_config()
+  c.rl.algorithm = 'ppo'
+  m = experiment.run(c, str(tmp_path))
+  series = m['curves'][0]['series']
+  assert set(series) == {'outcome', 'pica'} and len(series['pica']['x']) == 2
+  assert any('PPO' in n for n in m['notes'])
+  for a in ('em_outcome_only', 'em_pica'):
+    assert 0.0 <= m['summary'][a] <= 1.0
