@@ -2,6 +2,7 @@
 
 import pytest
 
+from experiments.pica.configs import default
 from experiments.pica.configs import paper
 from experiments.pica.configs import tiny
 from pica import experiment
@@ -9,6 +10,7 @@ from pica import experiment
 
 def test_algorithm_configs():
   assert tiny.get_config().rl.algorithm == 'grpo'
+  assert default.get_config().rl.algorithm == 'ppo'
   p = paper.get_config().rl
   assert p.algorithm == 'ppo' and p.critic_learning_rate == 10 * p.learning_rate
   assert p.gamma == p.lam == 1.0

@@ -28,6 +28,14 @@ def get_config():
       'log_every': 1,
     }
   )
-  c.rl.update({'steps': 2, 'prompts_per_step': 2, 'num_generations': 2})
+  # GRPO here so the tiny run covers it; tests run PPO on tiny separately.
+  c.rl.update(
+    {
+      'steps': 2,
+      'prompts_per_step': 2,
+      'num_generations': 2,
+      'algorithm': 'grpo',
+    }
+  )
   c.eval.update({'num_questions': 4, 'batch_size': 4})
   return c
