@@ -10,6 +10,7 @@ and CRM loss), `rewards` (step and outcome token rewards).
 from pica import data
 from pica import hazard
 from pica import pivots
+from pica import ppo
 from pica import protocol
 from pica import retriever
 from pica import rewards
@@ -26,6 +27,10 @@ from pica.hazard import make_hazard_loss
 from pica.pivots import PivotAnnotation
 from pica.pivots import annotate
 from pica.pivots import label_arrays
+from pica.ppo import PPOConfig
+from pica.ppo import ValueModel
+from pica.ppo import compute_advantages
+from pica.ppo import make_ppo_update
 from pica.protocol import Action
 from pica.protocol import ParsedTrajectory
 from pica.protocol import Step
@@ -51,13 +56,16 @@ __all__ = [
   'HazardInputs',
   'HazardModel',
   'ParsedTrajectory',
+  'PPOConfig',
   'PivotAnnotation',
   'Retriever',
   'RewardConfig',
   'Rollout',
   'RolloutConfig',
   'Step',
+  'ValueModel',
   'annotate',
+  'compute_advantages',
   'crm_loss',
   'crm_terms',
   'data',
@@ -69,12 +77,14 @@ __all__ = [
   'load_datasets',
   'load_questions',
   'make_hazard_loss',
+  'make_ppo_update',
   'make_retriever',
   'outcome_scores',
   'over_search_penalty',
   'parse_action',
   'parse_trajectory',
   'pivots',
+  'ppo',
   'protocol',
   'retriever',
   'rewards',
