@@ -10,7 +10,7 @@ from pica import experiment
 
 def test_algorithm_configs():
   assert tiny.get_config().rl.algorithm == 'grpo'
-  assert default.get_config().rl.algorithm == 'ppo'
+  assert default.get_config().rl.algorithm == 'grpo'
   p = paper.get_config().rl
   assert p.algorithm == 'ppo' and p.critic_learning_rate == 10 * p.learning_rate
   assert p.gamma == p.lam == 1.0
