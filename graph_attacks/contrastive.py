@@ -130,16 +130,7 @@ def _train_grace(
       model.project(model(g1)), model.project(model(g2)), tau, node_mask
     )
 
-  def step(carry, k):
-    st, opt = carry
-    loss, g = jax.value_and_grad(loss_fn)(st, k)
-    upd, opt = tx.update(g, opt, st)
-    return (optax.apply_updates(st, upd), opt), loss
-
-  (st, _), losses = jax.lax.scan(
-    step, (state, tx.init(state)), jax.random.split(key, epochs)
-  )
-  return st, losses
+  return train_lib.scan_fit(loss_fn, tx, state, key, epochs)
 
 
 def train_grace(

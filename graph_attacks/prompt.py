@@ -70,16 +70,7 @@ def _pretrain(graphdef, state, graph, key, *, epochs, lr, num_nodes):
       z, (graph.senders, graph.receivers), (neg[0], neg[1]), pos_w
     )
 
-  def step(carry, k):
-    st, opt = carry
-    loss, g = jax.value_and_grad(loss_fn)(st, k)
-    upd, opt = tx.update(g, opt, st)
-    return (optax.apply_updates(st, upd), opt), loss
-
-  (st, _), losses = jax.lax.scan(
-    step, (state, tx.init(state)), jax.random.split(key, epochs)
-  )
-  return st, losses
+  return train_lib.scan_fit(loss_fn, tx, state, key, epochs)
 
 
 def pretrain_edge_prediction(

@@ -54,6 +54,32 @@ def adam_l2(lr: float, weight_decay: float) -> optax.GradientTransformation:
   return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr))
 
 
+def scan_fit(loss_fn, tx: optax.GradientTransformation, state, key, epochs):
+  """Full-batch training as one `lax.scan`: `epochs` optax steps.
+
+  Args:
+    loss_fn: `loss_fn(state, key) -> scalar`, pure in `state` (a pytree).
+    tx: the optimizer.
+    state: initial parameters.
+    key: PRNG key; each epoch gets its own split.
+    epochs: number of steps.
+
+  Returns:
+    `(final state, losses [epochs])`.
+  """
+
+  def step(carry, k):
+    st, opt = carry
+    loss, g = jax.value_and_grad(loss_fn)(st, k)
+    upd, opt = tx.update(g, opt, st)
+    return (optax.apply_updates(st, upd), opt), loss
+
+  (st, _), losses = jax.lax.scan(
+    step, (state, tx.init(state)), jax.random.split(key, epochs)
+  )
+  return st, losses
+
+
 @functools.partial(
   jax.jit, static_argnames=('graphdef', 'epochs', 'lr', 'weight_decay')
 )
