@@ -7,8 +7,11 @@ Public API:
     converted) and reads with clear errors.
   to_jsonable: the conversion `write_json` applies.
   progress_bar, Stopwatch, format_duration: progress display and timing.
+  ResultCache, config_hash: per-unit results keyed by the config's hash.
 """
 
+from common.metrics.cache import ResultCache
+from common.metrics.cache import config_hash
 from common.metrics.jsonio import read_json
 from common.metrics.jsonio import to_jsonable
 from common.metrics.jsonio import to_scalar
@@ -25,7 +28,9 @@ __all__ = [
   'JSONL_NAME',
   'TENSORBOARD_DIR',
   'MetricsWriter',
+  'ResultCache',
   'Stopwatch',
+  'config_hash',
   'format_duration',
   'progress_bar',
   'read_json',

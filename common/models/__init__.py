@@ -8,6 +8,10 @@ from common.models.config import PRESETS
 from common.models.config import LMConfig
 from common.models.config import RopeScaling
 from common.models.config import get_preset
+from common.models.functional import ApplyFn
+from common.models.functional import apply_fn
+from common.models.functional import merge
+from common.models.functional import split
 from common.models.hf import HFFormatError
 from common.models.hf import config_from_hf
 from common.models.hf import config_to_hf
@@ -22,6 +26,7 @@ from common.models.transformer import LMOutput
 from common.models.transformer import Transformer
 
 __all__ = [
+  'ApplyFn',
   'CAPTURE_NAMES',
   'HFFormatError',
   'KVCache',
@@ -30,12 +35,15 @@ __all__ = [
   'PRESETS',
   'RopeScaling',
   'Transformer',
+  'apply_fn',
   'config_from_hf',
   'config_to_hf',
   'get_preset',
   'init_cache',
   'load_hf',
   'load_hf_tokenizer',
+  'merge',
   'save_hf',
+  'split',
   'to_hf_tensors',
 ]

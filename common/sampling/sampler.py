@@ -20,6 +20,8 @@ in new parameters after a training step without recompiling).
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import math
 from typing import NamedTuple
@@ -285,6 +287,23 @@ def generate(
   )
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _prefill_jit(graphdef, params, tokens, mask, capacity, cache_dtype):
+  return prefill(
+    nnx.merge(graphdef, params), tokens, mask, capacity, cache_dtype
+  )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _append_jit(graphdef, params, state, tokens, mask):
+  return append(nnx.merge(graphdef, params), state, tokens, mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _generate_jit(graphdef, params, state, rng, config):
+  return generate(nnx.merge(graphdef, params), state, rng, config)
+
+
 class Sampler:
   """Jitted `prefill` / `append` / `generate` around a split model.
 
@@ -299,9 +318,11 @@ class Sampler:
     state = sampler.append(state, tool_tokens, tool_mask)
     state, out2 = sampler.generate(state, rng2, cfg)
 
-  The model is split once (`nnx.split`); the jitted functions take the
+  The model is split once (`nnx.split`); the jitted functions are
+  module-level with the graph definition as a static argument and take the
   parameters as an argument, so `update(model)` after a training step does
-  not recompile. Capacity and prompt checks run on the host and raise
+  not recompile, and several samplers over the same architecture (one per
+  experiment arm, say) share one compilation per shape. Capacity and prompt checks run on the host and raise
   `ValueError` before anything overflows.
   """
 
@@ -313,22 +334,7 @@ class Sampler:
     self.graphdef, self.params = nnx.split(model)
     self.config = model.config
     self.capacity = capacity
-    graphdef = self.graphdef
-
-    def _prefill(params, tokens, mask):
-      return prefill(
-        nnx.merge(graphdef, params), tokens, mask, capacity, cache_dtype
-      )
-
-    def _append(params, state, tokens, mask):
-      return append(nnx.merge(graphdef, params), state, tokens, mask)
-
-    def _generate(params, state, rng, config):
-      return generate(nnx.merge(graphdef, params), state, rng, config)
-
-    self._prefill = jax.jit(_prefill)
-    self._append = jax.jit(_append)
-    self._generate = jax.jit(_generate, static_argnums=3)
+    self.cache_dtype = cache_dtype
 
   def update(self, model_or_params) -> None:
     """Uses new parameters (an updated model, or its `nnx.split` state)."""
@@ -375,14 +381,16 @@ class Sampler:
     empty = np.nonzero(~np.asarray(mask).any(1))[0]
     if empty.size:
       raise ValueError(f'prefill: rows {empty.tolist()} have no real token.')
-    return self._prefill(self.params, tokens, mask)
+    return _prefill_jit(
+      self.graphdef, self.params, tokens, mask, self.capacity, self.cache_dtype
+    )
 
   def append(self, state: SamplerState, tokens, mask=None) -> SamplerState:
     """Feeds ragged chunks `[B, M]` (mask `[B, M]`) after each row's end."""
     tokens, mask = self._check_chunk(
       'append', tokens, mask, state.cache.lengths
     )
-    return self._append(self.params, state, tokens, mask)
+    return _append_jit(self.graphdef, self.params, state, tokens, mask)
 
   def generate(
     self, state: SamplerState, rng: jax.Array, config: GenerationConfig
@@ -398,7 +406,7 @@ class Sampler:
         f'max_new_tokens={config.max_new_tokens}, more than the sampler '
         f'capacity {self.capacity}.'
       )
-    return self._generate(self.params, state, rng, config)
+    return _generate_jit(self.graphdef, self.params, state, rng, config)
 
   def sample(
     self, tokens, mask, rng: jax.Array, config: GenerationConfig

@@ -7,7 +7,8 @@ Public API:
   TrainState, make_train_step: the checkpointable state and a standard
     gradient step for `fit`.
   Checkpointer: orbax CheckpointManager wrapper (save every N, resume).
-  fit, NonFiniteError, train_state_sharding: the training loop.
+  fit, fit_on_policy, NonFiniteError, train_state_sharding: the training
+    loop, for supervised stages and for on-policy RL (rollout -> update).
 
 See common/train/README.md.
 """
@@ -15,7 +16,9 @@ See common/train/README.md.
 from common.train.checkpoint import Checkpointer
 from common.train.checkpoint import abstract_like
 from common.train.loop import NonFiniteError
+from common.train.loop import RolloutFn
 from common.train.loop import fit
+from common.train.loop import fit_on_policy
 from common.train.loop import train_state_sharding
 from common.train.mesh import BATCH_AXES
 from common.train.mesh import DATA_AXIS
@@ -42,7 +45,9 @@ __all__ = [
   'abstract_like',
   'allow_slow_cpu_collectives',
   'batch_sharding',
+  'RolloutFn',
   'fit',
+  'fit_on_policy',
   'fsdp_sharding',
   'make_mesh',
   'make_train_step',

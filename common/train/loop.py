@@ -9,6 +9,12 @@ TensorBoard) and stops with `NonFiniteError` when a metric turns NaN/inf.
 Batches are a function of the step, `batches(step) -> batch`, so a resumed
 run sees exactly the batches an uninterrupted run would have seen, and its
 final state is identical.
+
+`fit_on_policy` is the same loop for on-policy RL: its batches come from
+`rollout_fn(state, step) -> (batch, metrics)`, which sees the current state
+(sample with the current policy, score, compute advantages) before the
+jitted update runs on the result. Everything else (checkpoints, resume,
+history across resumes, metrics, NaN checks, mesh sharding) is shared.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from common.train import mesh as mesh_lib
 from common.train.state import TrainState
 
 StepFn = Callable[[TrainState, Any], tuple[TrainState, Mapping[str, Any]]]
+RolloutFn = Callable[[TrainState, int], tuple[Any, Mapping[str, Any]]]
 
 
 class NonFiniteError(FloatingPointError):
@@ -168,6 +175,7 @@ def fit(
   max_to_keep: int | None = 2,
   donate: bool = True,
   progress: bool | None = None,
+  eval_at_start: bool = False,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
   """Trains until `state.step == num_steps`, resuming from checkpoints.
 
@@ -206,6 +214,8 @@ def fit(
     donate: donate the state's buffers to each step (the new state reuses
       them instead of holding a second copy).
     progress: show a tqdm bar (default: when >= 100 steps remain).
+    eval_at_start: also run `eval_fn` on the step-0 state of a fresh run
+      (logged as the step-0 record; not repeated on resume).
 
   Returns:
     `(final_state, history)`: `history` lists the logged records
@@ -216,19 +226,132 @@ def fit(
     NonFiniteError: a metric became NaN or inf.
     ValueError: bad arguments, or the latest checkpoint is past `num_steps`.
   """
-  if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
-    raise ValueError(f'fit: num_steps={num_steps!r} must be an int >= 0.')
-  _check_positive('log_every', log_every)
-  _check_positive('checkpoint_every', checkpoint_every, allow_none=True)
-  _check_positive('eval_every', eval_every, allow_none=True)
   if not callable(batches):
     raise TypeError(
       'fit: batches must be a function batches(step) -> batch (so that a '
       f'resumed run sees the same data); got {type(batches).__name__}.'
     )
+  return _fit(
+    state,
+    step_fn,
+    lambda state, step: (batches(step), {}),
+    num_steps=num_steps,
+    workdir=workdir,
+    mesh=mesh,
+    checkpoint_every=checkpoint_every,
+    log_every=log_every,
+    eval_fn=eval_fn,
+    eval_every=eval_every,
+    state_sharding=state_sharding,
+    max_to_keep=max_to_keep,
+    donate=donate,
+    progress=progress,
+    eval_at_start=eval_at_start,
+    name='fit',
+  )
+
+
+def fit_on_policy(
+  state: TrainState,
+  step_fn: StepFn,
+  rollout_fn: RolloutFn,
+  *,
+  num_steps: int,
+  workdir: str | os.PathLike,
+  mesh: Mesh | None = None,
+  checkpoint_every: int | None = None,
+  log_every: int = 10,
+  eval_fn: Callable[[TrainState], Mapping[str, Any]] | None = None,
+  eval_every: int | None = None,
+  state_sharding: Any = None,
+  max_to_keep: int | None = 2,
+  donate: bool = True,
+  progress: bool | None = None,
+  eval_at_start: bool = False,
+) -> tuple[TrainState, list[dict[str, Any]]]:
+  """On-policy training: each step's batch is rolled out from the state.
+
+  Step `s` (0-based) calls `batch, rollout_metrics = rollout_fn(state, s)`
+  on the current state (the policy after `s` updates), then the jitted
+  `step_fn(state, batch)`. Everything else is `fit`'s: resume from the
+  latest checkpoint, metric windows, `NonFiniteError` on NaN/inf (in the
+  update's metrics or the rollout's), history across resumes, mesh sharding
+  of the batch and the state.
+
+  Determinism across a resume needs `rollout_fn` to be a pure function of
+  `(state, step)`: derive its sampling key from the step (e.g.
+  `jax.random.fold_in(key, step)`) or from `state.rng`, never from a key
+  that advances in Python.
+
+  Args:
+    state: the initial `TrainState`.
+    step_fn: pure `step_fn(state, batch) -> (state, metrics)`; jitted here.
+      It may apply several optimizer updates to one batch (PPO epochs);
+      `fit_on_policy` advances `state.step` by one per rollout.
+    rollout_fn: `rollout_fn(state, step) -> (batch, metrics)`: `batch` a
+      pytree of `[B, ...]` arrays (host or device), `metrics` a dict of host
+      scalars about the rollout (e.g. `reward_mean`), logged with the
+      update's metrics (a name both return is an error).
+    num_steps, workdir, mesh, checkpoint_every, log_every, eval_fn,
+      eval_every, state_sharding, max_to_keep, donate, progress,
+      eval_at_start: as in `fit`.
+
+  Returns:
+    `(final_state, history)` as in `fit`.
+  """
+  if not callable(rollout_fn):
+    raise TypeError(
+      'fit_on_policy: rollout_fn must be a function rollout_fn(state, step) '
+      f'-> (batch, metrics); got {type(rollout_fn).__name__}.'
+    )
+  return _fit(
+    state,
+    step_fn,
+    rollout_fn,
+    num_steps=num_steps,
+    workdir=workdir,
+    mesh=mesh,
+    checkpoint_every=checkpoint_every,
+    log_every=log_every,
+    eval_fn=eval_fn,
+    eval_every=eval_every,
+    state_sharding=state_sharding,
+    max_to_keep=max_to_keep,
+    donate=donate,
+    progress=progress,
+    eval_at_start=eval_at_start,
+    name='fit_on_policy',
+  )
+
+
+def _fit(
+  state,
+  step_fn,
+  rollout_fn,
+  *,
+  num_steps,
+  workdir,
+  mesh,
+  checkpoint_every,
+  log_every,
+  eval_fn,
+  eval_every,
+  state_sharding,
+  max_to_keep,
+  donate,
+  progress,
+  eval_at_start,
+  name,
+):
+  """Validation, sharding and resume shared by `fit` and `fit_on_policy`."""
+  if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
+    raise ValueError(f'{name}: num_steps={num_steps!r} must be an int >= 0.')
+  _check_positive('log_every', log_every)
+  _check_positive('checkpoint_every', checkpoint_every, allow_none=True)
+  _check_positive('eval_every', eval_every, allow_none=True)
   if not hasattr(state, '_replace') or not hasattr(state, 'step'):
     raise TypeError(
-      'fit: state must be a TrainState (a NamedTuple with a step field); '
+      f'{name}: state must be a TrainState (a NamedTuple with a step field); '
       f'got {type(state).__name__}.'
     )
   workdir = pathlib.Path(workdir)
@@ -239,7 +362,7 @@ def fit(
   elif isinstance(state_sharding, str):
     if state_sharding != 'fsdp':
       raise ValueError(
-        f'fit: state_sharding={state_sharding!r}; allowed: None, '
+        f'{name}: state_sharding={state_sharding!r}; allowed: None, '
         "'replicated', 'fsdp' or a pytree of shardings."
       )
     shardings = train_state_sharding(state, mesh, fsdp=True)
@@ -252,7 +375,7 @@ def fit(
     if latest is not None:
       if latest > num_steps:
         raise ValueError(
-          f'fit: the latest checkpoint in {ckpt.directory} is at step '
+          f'{name}: the latest checkpoint in {ckpt.directory} is at step '
           f'{latest}, past num_steps={num_steps}; use num_steps >= {latest} '
           'or a fresh workdir.'
         )
@@ -262,14 +385,16 @@ def fit(
         shardings,
       )
       state = ckpt.restore(like=like, step=latest)
-      logging.info('fit: resumed from step %d in %s', latest, ckpt.directory)
+      logging.info(
+        '%s: resumed from step %d in %s', name, latest, ckpt.directory
+      )
     else:
       state = _fresh_copy(state, shardings)
     start = int(jax.device_get(state.step))
     return _run(
       state,
       step_fn,
-      batches,
+      rollout_fn,
       start=start,
       resumed=latest is not None,
       num_steps=num_steps,
@@ -283,15 +408,32 @@ def fit(
       eval_every=eval_every,
       donate=donate,
       progress=progress,
+      eval_at_start=eval_at_start,
     )
   finally:
     ckpt.close()
 
 
+def _merge_metrics(update: Mapping[str, Any], rollout: Mapping[str, Any]):
+  clash = sorted(set(update) & set(rollout))
+  if clash:
+    raise ValueError(
+      f'fit_on_policy: rollout_fn and step_fn both report {clash}; rename '
+      "one side's metrics."
+    )
+  for k, v in rollout.items():
+    if np.shape(v) != ():
+      raise ValueError(
+        f'fit_on_policy: rollout metric {k!r} has shape {np.shape(v)}; '
+        'rollout metrics must be scalars.'
+      )
+  return {**update, **rollout}
+
+
 def _run(
   state,
   step_fn,
-  batches,
+  rollout_fn,
   *,
   start,
   resumed,
@@ -306,6 +448,7 @@ def _run(
   eval_every,
   donate,
   progress,
+  eval_at_start,
 ):
   """The loop proper; see `fit`."""
   writer = metrics_lib.MetricsWriter(
@@ -324,11 +467,17 @@ def _run(
   pending: list[tuple[int, Any]] = []  # (step, device metrics) not checked
   window: list[dict[str, Any]] = []  # checked metrics not yet logged
   try:
+    if eval_at_start and eval_fn is not None and start == 0:
+      record = writer.write(
+        0, {f'eval_{k}': v for k, v in eval_fn(state).items()}
+      )
+      history.append(record)
     for s in range(start, num_steps):
       step = s + 1
-      state, step_metrics = jitted(
-        state, mesh_lib.shard_batch(batches(s), mesh)
-      )
+      batch, rollout_metrics = rollout_fn(state, s)
+      state, step_metrics = jitted(state, mesh_lib.shard_batch(batch, mesh))
+      if rollout_metrics:
+        step_metrics = _merge_metrics(step_metrics, rollout_metrics)
       pending.append((step, step_metrics))
       last = step == num_steps
       do_log = step % log_every == 0 or last

@@ -8,6 +8,7 @@ from flax import nnx
 
 from common import models
 from common import sampling
+from common.sampling import sampler as sampler_lib
 
 _LMAX = 48  # reference buffer [_REF_ROWS, _LMAX]: one compile for all tests
 _REF_ROWS = 4
@@ -281,13 +282,17 @@ def test_errors_and_update(setup):
     sampling.GenerationConfig(0)
   # New parameters, same compiled loop.
   before = sampler.generate(state, jax.random.key(0), setup.greedy_cfg)[1]
-  compiled = sampler._generate._cache_size()
+  compiled = sampler_lib._generate_jit._cache_size()
   try:
     sampler.update(models.Transformer(setup.cfg, rngs=nnx.Rngs(5)))
     after = sampler.generate(
       sampler.prefill(toks, mask), jax.random.key(0), setup.greedy_cfg
     )[1]
-    assert sampler._generate._cache_size() == compiled
+    assert sampler_lib._generate_jit._cache_size() == compiled
+    # A second sampler over the same architecture reuses the compilation.
+    other = sampling.Sampler(setup.model, capacity=sampler.capacity)
+    other.generate(other.prefill(toks, mask), jax.random.key(1), setup.greedy_cfg)
+    assert sampler_lib._generate_jit._cache_size() == compiled
     assert not np.array_equal(before.tokens, after.tokens)
   finally:
     sampler.update(setup.model)
