@@ -10,7 +10,7 @@ Registering an experiment is one line below: name -> "module:function".
 """
 
 EXPERIMENTS: dict[str, str] = {
-  'lm_core': 'experiments.lm_core.experiment:run',
+  'lm_core': 'common.examples.lm_core:run',
   'dhp': 'dhp.experiment:run',
   'graph_attacks': 'graph_attacks.experiment:run',
   'nspo': 'nspo.experiment:run',

@@ -20,9 +20,8 @@ in new parameters after a training step without recompiling).
 
 from __future__ import annotations
 
-import functools
-
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
@@ -322,8 +321,9 @@ class Sampler:
   module-level with the graph definition as a static argument and take the
   parameters as an argument, so `update(model)` after a training step does
   not recompile, and several samplers over the same architecture (one per
-  experiment arm, say) share one compilation per shape. Capacity and prompt checks run on the host and raise
-  `ValueError` before anything overflows.
+  experiment arm, say) share one compilation per shape. Capacity and
+  prompt checks run on the host and raise `ValueError` before anything
+  overflows.
   """
 
   def __init__(

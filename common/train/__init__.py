@@ -9,12 +9,22 @@ Public API:
   Checkpointer: orbax CheckpointManager wrapper (save every N, resume).
   fit, fit_on_policy, NonFiniteError, train_state_sharding: the training
     loop, for supervised stages and for on-policy RL (rollout -> update).
+  decode, make_evaluator, matches, starts_with (`lm_eval`): jit-able
+    decoding from left-padded prompts and greedy exact-match / refusal
+    evaluators over named prompt sets.
+
+`sft_world` (the SFT'd base model of the safety world that the NSPO and
+CKU experiments start from) is not imported here; import it explicitly.
 
 See common/train/README.md.
 """
 
 from common.train.checkpoint import Checkpointer
 from common.train.checkpoint import abstract_like
+from common.train.lm_eval import decode
+from common.train.lm_eval import make_evaluator
+from common.train.lm_eval import matches
+from common.train.lm_eval import starts_with
 from common.train.loop import NonFiniteError
 from common.train.loop import RolloutFn
 from common.train.loop import fit
@@ -45,16 +55,20 @@ __all__ = [
   'abstract_like',
   'allow_slow_cpu_collectives',
   'batch_sharding',
+  'decode',
   'RolloutFn',
   'fit',
   'fit_on_policy',
   'fsdp_sharding',
+  'make_evaluator',
   'make_mesh',
   'make_train_step',
+  'matches',
   'maybe_initialize_distributed',
   'num_batch_shards',
   'replicate',
   'replicated',
   'shard_batch',
+  'starts_with',
   'train_state_sharding',
 ]

@@ -7,4 +7,4 @@
 from experiments import common_main
 
 if __name__ == '__main__':
-  common_main.launch('experiments.lm_core.experiment:run', __file__)
+  common_main.launch('common.examples.lm_core:run', __file__)

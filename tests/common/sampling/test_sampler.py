@@ -291,7 +291,9 @@ def test_errors_and_update(setup):
     assert sampler_lib._generate_jit._cache_size() == compiled
     # A second sampler over the same architecture reuses the compilation.
     other = sampling.Sampler(setup.model, capacity=sampler.capacity)
-    other.generate(other.prefill(toks, mask), jax.random.key(1), setup.greedy_cfg)
+    other.generate(
+      other.prefill(toks, mask), jax.random.key(1), setup.greedy_cfg
+    )
     assert sampler_lib._generate_jit._cache_size() == compiled
     assert not np.array_equal(before.tokens, after.tokens)
   finally:

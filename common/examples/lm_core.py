@@ -3,8 +3,8 @@
 The core experiment the LM papers build on, end to end with the shared
 pieces: the seeded knowledge world (`common.synthetic`), the word
 tokenizer, the NNX decoder (`common.models`), the resumable training loop
-(`common.train.fit` with `sft`), the KV-cache sampler and the GRPO loop
-(`common.rl.grpo`) with an exact-match reward.
+(`common.train.fit` with `sft`), the KV-cache sampler and the GRPO trainer
+on the on-policy loop (`common.train.grpo`) with an exact-match reward.
 
 Task: a 1-hop question with the top-k documents of a lexical retriever in
 its prompt (the golden document always among them; the others are
@@ -30,16 +30,17 @@ import numpy as np
 from flax import nnx
 
 from common import metrics as metrics_lib
+from common import models
 from common import optim
+from common import report
 from common import synthetic
 from common import train
 from common.models import LMConfig
 from common.models import Transformer
-from common.models import get_preset
-from common.rl import grpo
 from common.rl import policy_loss
 from common.rl import qa_rewards
 from common.sampling import sampler as sampler_lib
+from common.train import grpo
 from common.train import sft
 
 
@@ -133,11 +134,7 @@ def greedy_exact_match(
 
 
 def _model_config(config, vocab_size: int) -> LMConfig:
-  return get_preset(
-    config.model.preset,
-    vocab_size=vocab_size,
-    **{k: v for k, v in config.model.to_dict().items() if k != 'preset'},
-  )
+  return models.build_config(config.model, vocab_size=vocab_size)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -161,8 +158,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   model = Transformer(
     _model_config(config, tokenizer.vocab_size), rngs=nnx.Rngs(config.seed)
   )
-  graphdef, params = nnx.split(model)
-  apply_fn = grpo.model_apply_fn(graphdef)
+  graphdef, params = models.split(model)
+  apply_fn = models.apply_fn(graphdef)
   mesh = train.make_mesh()  # batch on 'data' over every device
   sampler = sampler_lib.Sampler(model, capacity=max_len)
 
@@ -243,7 +240,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     eval_every=g.eval_every,
     seed=config.seed,
   )
-  model = nnx.merge(graphdef, sft_params)
+  model = models.merge(graphdef, sft_params)
   trainer = grpo.GRPOTrainer(
     model,
     tokenizer,
@@ -375,5 +372,4 @@ def _write_metrics(
       'raises the reward, not that it beats more SFT.',
     ],
   }
-  metrics_lib.write_json(workdir / 'metrics.json', result)
-  return result
+  return report.write_metrics(workdir, result)

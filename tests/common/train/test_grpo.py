@@ -1,4 +1,4 @@
-"""Tests for the GRPO loop (common/rl/grpo.py)."""
+"""Tests for the GRPO trainer (common/train/grpo.py) on fit_on_policy."""
 
 import dataclasses
 
@@ -10,9 +10,9 @@ from flax import nnx
 
 from common.models import Transformer
 from common.models import get_preset
-from common.rl import grpo
 from common.sampling import sampler as sampler_lib
 from common.tokenizers import WordTokenizer
+from common.train import grpo
 
 WORDS = 'yes no maybe red blue green say one word'
 
@@ -104,14 +104,34 @@ def test_resume_after_crash_matches_uninterrupted_run(trainer, tmp_path):
     trainer.train(crashing, tmp_path / 'b')
   resumed, hist_b = trainer.train(_source, tmp_path / 'b')
   assert int(resumed.step) == 4
-  assert [h['step'] for h in hist_b] == [3, 4]
-  for a, b in zip(hist[2:], hist_b, strict=True):
+  # The history spans the whole run, the records from before the crash too.
+  assert [h['step'] for h in hist_b] == [1, 2, 3, 4]
+  for a, b in zip(hist, hist_b, strict=True):
     assert a['reward_mean'] == b['reward_mean']
-  jax.tree.map(
-    lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
-    full.params,
-    resumed.params,
-  )
+  # Same machine, same program: the resumed run is bit-identical.
+  jax.tree.map(np.testing.assert_array_equal, full.params, resumed.params)
+  jax.tree.map(np.testing.assert_array_equal, full.opt_state, resumed.opt_state)
+
+
+def test_eval_runs_at_start_and_end_and_is_not_repeated(trainer, tmp_path):
+  calls = []
+
+  def eval_fn(params):
+    calls.append(1)
+    return {'n': float(len(calls))}
+
+  _, hist = trainer.train(_source, tmp_path, eval_fn)
+  evals = [h['step'] for h in hist if 'eval_n' in h]
+  assert evals == [0, 4]
+  _, again = trainer.train(_source, tmp_path, eval_fn)  # already finished
+  assert again == hist
+
+
+def test_rollout_metrics_reach_the_history(trainer, tmp_path):
+  _, hist = trainer.train(_source, tmp_path)
+  for h in hist:
+    assert {'reward_mean', 'reward_std', 'completion_length', 'loss'} <= set(h)
+    assert 0.0 <= h['reward_mean'] <= 1.0
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""A resumable GRPO loop over an NNX causal LM: sample, score, update.
+"""GRPO over an NNX causal LM on the shared on-policy loop.
 
     trainer = GRPOTrainer(model, tokenizer, optax.adamw(1e-4), reward_fn,
                           GRPOConfig(num_steps=200))
@@ -19,17 +19,15 @@ Each step `s`:
    (`policy_loss.make_policy_loss`) on the sampled batch, with an optional
    KL penalty (`beta`) to a frozen reference model.
 
-The state is a `common.train.TrainState` saved by orbax every
-`checkpoint_every` steps; `train` resumes from the latest checkpoint, and
-metrics go to JSONL + TensorBoard like `common.train.fit`.
+Steps 1-3 are the `rollout_fn` and step 4 the `step_fn` of
+`common.train.fit_on_policy`, so checkpoints, resume, metrics, history
+across resumes and NaN checks are the shared loop's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import pathlib
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
@@ -40,12 +38,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from common import metrics as metrics_lib
+from common.models import functional
 from common.rl import advantages as advantages_lib
 from common.rl import logprobs as logprobs_lib
 from common.rl import policy_loss as policy_loss_lib
 from common.sampling import sampler as sampler_lib
-from common.train import checkpoint as checkpoint_lib
 from common.train import loop as loop_lib
 from common.train import mesh as mesh_lib
 from common.train import state as state_lib
@@ -127,16 +124,6 @@ class GRPOConfig:
         'GRPOConfig: num_iterations > 1 reuses the sampler log-probs, '
         'which are at temperature 1; set loss.temperature=1.0'
       )
-
-
-def model_apply_fn(graphdef: nnx.GraphDef):
-  """`apply_fn(params, tokens [B,T], attention_mask [B,T]) -> logits`."""
-
-  def apply_fn(params, tokens, attention_mask):
-    model = nnx.merge(graphdef, params)
-    return model(tokens, attention_mask=attention_mask).logits
-
-  return apply_fn
 
 
 def rollout_batch(
@@ -226,7 +213,7 @@ class GRPOTrainer:
         f'not split over the {shards} batch shards of the mesh; make it a '
         'multiple, or pass a smaller mesh.'
       )
-    self.graphdef, self.init_params = nnx.split(model)
+    self.graphdef, self.init_params = functional.split(model)
     capacity = config.max_prompt_len + config.max_new_tokens
     self.sampler = sampler_lib.Sampler(model, capacity=capacity)
     self.gen_config = sampler_lib.GenerationConfig(
@@ -237,7 +224,7 @@ class GRPOTrainer:
       eos_ids=(tokenizer.eos_id,),
       pad_id=tokenizer.pad_id,
     )
-    apply_fn = model_apply_fn(self.graphdef)
+    apply_fn = functional.apply_fn(self.graphdef)
     self.ref_params = mesh_lib.replicate(
       ref_params if ref_params is not None else self.init_params, self.mesh
     )
@@ -252,8 +239,15 @@ class GRPOTrainer:
       metrics = {k: v for k, v in metrics.items() if k != 'loss'}
       return loss, metrics
 
-    step = state_lib.make_train_step(train_loss, tx, has_aux=True)
-    self._update = jax.jit(step, donate_argnums=0)
+    update = state_lib.make_train_step(train_loss, tx, has_aux=True)
+
+    def step_fn(state, batch):
+      metrics = {}
+      for _ in range(config.num_iterations):  # PPO epochs on one rollout
+        state, metrics = update(state, batch)
+      return state, metrics
+
+    self.step_fn = step_fn
 
   def init_state(self) -> state_lib.TrainState:
     """The step-0 `TrainState` from the model's parameters."""
@@ -333,13 +327,23 @@ class GRPOTrainer:
     }
     return batch, info
 
-  def update(self, state, batch):
-    """`num_iterations` policy updates on one rollout batch."""
-    batch = mesh_lib.shard_batch(batch, self.mesh)
-    metrics = {}
-    for _ in range(self.config.num_iterations):
-      state, metrics = self._update(state, batch)
-    return state._replace(step=state.step + 1), metrics
+  def rollout_fn(self, prompt_source: PromptSource) -> loop_lib.RolloutFn:
+    """`rollout_fn(state, step) -> (batch, metrics)` for `fit_on_policy`."""
+
+    def rollout_fn(state, step):
+      prompts, columns = prompt_source(step)
+      batch, info = self.rollout(state.params, prompts, columns, step)
+      out = info['output']
+      return batch, {
+        'reward_mean': float(info['rewards'].mean()),
+        'reward_std': float(info['rewards'].std()),
+        'completion_length': float(np.mean(out.lengths)),
+        'finished_eos': float(
+          np.mean(out.finish_reason == sampler_lib.FINISH_EOS)
+        ),
+      }
+
+    return rollout_fn
 
   def train(
     self,
@@ -359,75 +363,28 @@ class GRPOTrainer:
         checkpoint exists in `workdir`.
 
     Returns:
-      `(final_state, history)`: `history` holds the logged records of this
-      call (`step`, `reward_mean`, ..., `eval_*`).
+      `(final_state, history)`: `history` holds the logged records of the
+      whole run, including those from before a resume (`step`,
+      `reward_mean`, ..., `eval_*`).
 
     Raises:
-      loop.NonFiniteError: the loss or a gradient became NaN/inf; nothing
-        is saved for that step.
+      loop.NonFiniteError: the loss, a gradient or a rollout metric became
+        NaN/inf; nothing is saved for that step.
     """
     cfg = self.config
-    workdir = pathlib.Path(workdir)
     if state is None:
       state = self.init_state()
-    else:
-      state = mesh_lib.replicate(state, self.mesh)
-    history: list[dict[str, Any]] = []
-    with checkpoint_lib.Checkpointer(workdir) as ckpt:
-      start = ckpt.latest_step()
-      if start is not None:
-        state = ckpt.restore(like=state)
-      writer = metrics_lib.MetricsWriter(workdir, resume_step=start)
-      try:
-        step = int(state.step)
-        if eval_fn is not None and step == 0:
-          history.append(self._log(writer, 0, {}, eval_fn(state.params)))
-        pending: list[dict[str, float]] = []
-        while step < cfg.num_steps:
-          prompts, columns = prompt_source(step)
-          batch, info = self.rollout(state.params, prompts, columns, step)
-          state, metrics = self.update(state, batch)
-          step += 1
-          record = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          bad = [k for k, v in record.items() if not math.isfinite(v)]
-          if bad:
-            raise loop_lib.NonFiniteError(
-              step,
-              bad[0],
-              record[bad[0]],
-              ', '.join(bad[1:]),
-              'GRPO update; the last checkpoint is kept.',
-            )
-          out = info['output']
-          record.update(
-            reward_mean=float(info['rewards'].mean()),
-            reward_std=float(info['rewards'].std()),
-            completion_length=float(np.mean(out.lengths)),
-            finished_eos=float(
-              np.mean(out.finish_reason == sampler_lib.FINISH_EOS)
-            ),
-          )
-          pending.append(record)
-          do_eval = eval_fn is not None and (
-            step == cfg.num_steps
-            or (cfg.eval_every and step % cfg.eval_every == 0)
-          )
-          if step % cfg.log_every == 0 or step == cfg.num_steps or do_eval:
-            mean = {k: float(np.mean([r[k] for r in pending])) for k in record}
-            evals = eval_fn(state.params) if do_eval else {}
-            history.append(self._log(writer, step, mean, evals))
-            pending = []
-          if step == cfg.num_steps or (
-            cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-          ):
-            ckpt.save(step, state, force=True)
-      finally:
-        writer.close()
-    return state, history
-
-  @staticmethod
-  def _log(writer, step, scalars, evals) -> dict[str, Any]:
-    record = dict(scalars)
-    record.update({f'eval_{k}': float(v) for k, v in evals.items()})
-    writer.write(step, record)
-    return {'step': step, **record}
+    return loop_lib.fit_on_policy(
+      state,
+      self.step_fn,
+      self.rollout_fn(prompt_source),
+      num_steps=cfg.num_steps,
+      workdir=workdir,
+      mesh=self.mesh,
+      checkpoint_every=cfg.checkpoint_every,
+      log_every=cfg.log_every,
+      eval_fn=None if eval_fn is None else (lambda s: eval_fn(s.params)),
+      eval_every=cfg.eval_every,
+      progress=False,
+      eval_at_start=True,
+    )

@@ -1,0 +1,236 @@
+"""A base model for the safety world: task, LM and supervised fine-tuning.
+
+`prepare(config, workdir)` builds the benign safety world
+(`common.synthetic.safety`), a `common.models.Transformer` (a preset shape
+plus overrides, `common.models.build_config`, or a Hugging Face directory
+saved with the task vocabulary), fine-tunes it on the world's SFT mixture
+with `common.train.fit` (orbax checkpoints in `workdir/sft`, resumed after a
+kill) and returns everything the NSPO and CKU experiments start from.
+
+`base_config()` is the `task` / `model` / `sft` part of those experiments'
+configs:
+
+* `task`: `SafetyTaskConfig` fields;
+* `model`: `{'preset': name, <LMConfig field>: value, 'hf_dir': ''}`;
+* `sft`: `steps`, `batch_size`, `learning_rate`, `warmup_steps` (linear
+  warmup, then cosine decay to 0.1 x at `steps`), `weight_decay` (AdamW's,
+  on every leaf), `checkpoint_every` (0: only at the end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tokenizers
+from flax import nnx
+
+from common import models
+from common import optim
+from common.synthetic import safety
+from common.train import lm_eval
+from common.train import loop
+from common.train import sft as sft_lib
+from common.train import state as state_lib
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The shared `task`, `model`, `sft` and `seed` fields (default sizes)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = ml_collections.ConfigDict(
+    {
+      'seed': 0,
+      'num_knowledge': 48,
+      'num_arithmetic': 48,
+      'num_topics': 8,
+      'heldout_templates': 1,
+      'sft_refusal_share': 0.25,
+    }
+  )
+  # A common.models preset plus overrides; hf_dir loads a Hugging Face
+  # directory instead (its vocabulary must be the task tokenizer's).
+  c.model = ml_collections.ConfigDict(
+    {
+      'preset': 'tiny',
+      'd_model': 64,
+      'n_layers': 2,
+      'd_ff': 128,
+      'hf_dir': '',
+    }
+  )
+  c.sft = ml_collections.ConfigDict(
+    {
+      'steps': 600,
+      'batch_size': 64,
+      'learning_rate': 3e-3,
+      'warmup_steps': 50,
+      'weight_decay': 0.0,
+      'checkpoint_every': 100,
+    }
+  )
+  return c
+
+
+@dataclasses.dataclass
+class Prepared:
+  """The SFT'd base model and the task around it.
+
+  Attributes:
+    task: the `SafetyTask`.
+    model_config: the LM's `LMConfig`.
+    graphdef: static model structure (`common.models.split`).
+    params: SFT'd parameters.
+    prompt_len: P, prompt tokens (left-padded).
+    response_len: R, response tokens incl. EOS.
+    eval_sets: `{name: encoded batch}`: `general`, `harm_train`,
+      `harm_eval` (see `common.synthetic.safety.encode`).
+    evaluate: `evaluate(params) -> {f'{set}/accuracy', f'{set}/refusal'}`
+      (`common.train.lm_eval.make_evaluator`, greedy).
+    sft_history: the SFT loop's logged records.
+  """
+
+  task: safety.SafetyTask
+  model_config: models.LMConfig
+  graphdef: Any
+  params: Any
+  prompt_len: int
+  response_len: int
+  eval_sets: dict[str, dict[str, np.ndarray]]
+  evaluate: Any
+  sft_history: list[dict[str, Any]]
+
+
+def task_config(config: ml_collections.ConfigDict) -> safety.SafetyTaskConfig:
+  """`SafetyTaskConfig` from `config.task`."""
+  return safety.SafetyTaskConfig(**config.task.to_dict())
+
+
+def model_config(
+  config: ml_collections.ConfigDict, vocab_size: int, max_len: int
+) -> models.LMConfig:
+  """`LMConfig` from `config.model` (a preset plus field overrides)."""
+  return models.build_config(
+    config.model, vocab_size=vocab_size, max_seq_len=max(max_len, 8)
+  )
+
+
+def load_hf(hf_dir: str, task: safety.SafetyTask):
+  """`(LMConfig, graphdef, params)` of a HF directory with the task's vocab.
+
+  Raises:
+    FileNotFoundError: no such directory, or it has no `tokenizer.json`.
+    ValueError: its tokenizer is not the task tokenizer, or its vocabulary
+      is smaller.
+  """
+  if not os.path.isdir(hf_dir):
+    raise FileNotFoundError(f'config.model.hf_dir {hf_dir!r} does not exist.')
+  tok_path = os.path.join(hf_dir, 'tokenizer.json')
+  if not os.path.isfile(tok_path):
+    raise FileNotFoundError(
+      f'{tok_path} is missing; the directory must hold the task tokenizer '
+      '(WordTokenizer.save) so token ids mean the same words.'
+    )
+  theirs = tokenizers.Tokenizer.from_file(tok_path).get_vocab(True)
+  ours = task.tokenizer.hf_tokenizer.get_vocab(True)
+  if theirs != ours:
+    differ = sorted(set(theirs.items()) ^ set(ours.items()))[:5]
+    raise ValueError(
+      f'the tokenizer in {hf_dir!r} is not the task tokenizer (e.g. '
+      f'{differ}); the synthetic task needs its own word vocabulary, so '
+      'save the model with `task.tokenizer.save(dir)`.'
+    )
+  cfg, model = models.load_hf(hf_dir)
+  if cfg.vocab_size < task.tokenizer.vocab_size:
+    raise ValueError(
+      f'the model in {hf_dir!r} has vocab_size {cfg.vocab_size} < the '
+      f"task tokenizer's {task.tokenizer.vocab_size}; save the model "
+      'with the task tokenizer (WordTokenizer) vocabulary.'
+    )
+  graphdef, params = models.split(model)
+  return cfg, graphdef, params
+
+
+def sft_optimizer(s: ml_collections.ConfigDict):
+  """AdamW with linear warmup and cosine decay to 0.1 x (`common.optim`)."""
+  warmup = min(s.warmup_steps, s.steps)
+  return optim.make_optimizer(
+    {
+      'name': 'adamw',
+      'learning_rate': s.learning_rate,
+      'schedule': 'warmup_cosine',
+      'warmup_steps': warmup,
+      'total_steps': max(s.steps, warmup + 1),
+      'end_learning_rate_factor': 0.1,
+      'weight_decay': s.weight_decay,
+      'weight_decay_mask': 'all',
+    }
+  )
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
+  """Builds the task and model and runs (or resumes) SFT in `workdir/sft`."""
+  task = safety.build(task_config(config))
+  p_len, r_len = safety.lengths(task)
+  hf_dir = config.model.get('hf_dir', '')
+  if hf_dir:
+    mcfg, graphdef, params = load_hf(hf_dir, task)
+  else:
+    mcfg = model_config(config, task.tokenizer.vocab_size, p_len + r_len)
+    graphdef, params = models.split(
+      models.Transformer(mcfg, rngs=nnx.Rngs(config.seed))
+    )
+
+  s = config.sft
+  data = safety.encode(task, task.sft, p_len, r_len)
+  n = len(task.sft)
+  if s.batch_size > n:
+    raise ValueError(
+      f'config.sft.batch_size={s.batch_size} > {n} SFT examples.'
+    )
+
+  def batches(step):
+    rng = np.random.default_rng([config.seed, step])
+    idx = rng.choice(n, s.batch_size, replace=False)
+    return {k: data[k][idx] for k in ('tokens', 'attention_mask', 'loss_mask')}
+
+  tx = sft_optimizer(s)
+  state = state_lib.TrainState.create(params, tx, config.seed)
+  state, history = loop.fit(
+    state,
+    state_lib.make_train_step(
+      sft_lib.make_sft_loss(models.apply_fn(graphdef)), tx, has_aux=True
+    ),
+    batches,
+    num_steps=s.steps,
+    workdir=os.path.join(workdir, 'sft'),
+    checkpoint_every=s.get('checkpoint_every', 0) or None,
+    log_every=max(1, s.steps // 10),
+    progress=False,
+  )
+  eval_sets = {
+    'general': safety.encode(task, task.general, p_len, r_len),
+    'harm_train': safety.encode(task, task.harmful_train, p_len, r_len),
+    'harm_eval': safety.encode(task, task.harmful_eval, p_len, r_len),
+  }
+  evaluate = lm_eval.make_evaluator(
+    graphdef,
+    eval_sets,
+    safety.refusal_ids(task),
+    task.tokenizer.eos_id,
+    r_len,
+  )
+  return Prepared(
+    task,
+    mcfg,
+    graphdef,
+    state.params,
+    p_len,
+    r_len,
+    eval_sets,
+    evaluate,
+    history,
+  )
