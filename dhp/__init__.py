@@ -10,18 +10,20 @@ per group.
 from dhp import baselines
 from dhp import lengths
 from dhp import ring_attention
+from dhp.allocation import allocate_dp
+from dhp.allocation import allocate_threshold
 from dhp.cost_model import CostModel
 from dhp.cost_model import calibrate
 from dhp.cost_model import flexsp_preset
 from dhp.cost_model import linear_preset
 from dhp.model import ModelConfig
-from dhp.planner import BatchPlan
-from dhp.planner import GroupPlan
-from dhp.planner import RoundPlan
-from dhp.planner import allocate_dp
-from dhp.planner import allocate_threshold
-from dhp.planner import bfd_pack
-from dhp.planner import min_degrees
+from dhp.packing import bfd_pack
+from dhp.plan_types import BatchPlan
+from dhp.plan_types import Grouping
+from dhp.plan_types import GroupPlan
+from dhp.plan_types import RoundPlan
+from dhp.plan_types import RoundProblem
+from dhp.plan_types import min_degrees
 from dhp.planner import plan_batch
 from dhp.planner import plan_round
 from dhp.ring_attention import dense_attention
@@ -36,8 +38,10 @@ __all__ = [
   'DHPRuntime',
   'ExecutableCache',
   'GroupPlan',
+  'Grouping',
   'ModelConfig',
   'RoundPlan',
+  'RoundProblem',
   'allocate_dp',
   'allocate_threshold',
   'baselines',

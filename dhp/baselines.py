@@ -22,6 +22,8 @@ import math
 import numpy as np
 
 from dhp import cost_model as cm
+from dhp import placement
+from dhp import plan_types as pt
 from dhp import planner as pl
 
 MAX_EXACT_SEQUENCES = 12
@@ -52,7 +54,7 @@ def static_round(
     RoundPlan, or None when a sequence cannot fit or the round's tokens do
     not fit the fixed groups.
   """
-  lengths = pl.check_inputs(lengths, num_devices, capacity)
+  lengths = pt.check_inputs(lengths, num_devices, capacity)
   check_static_degree(num_devices, degree)
   if np.any(lengths > degree * capacity):
     return None
@@ -73,8 +75,14 @@ def static_round(
   groups = [np.array(m, np.int64) for m in members if m]
   degrees = np.full(len(groups), degree)
   est = max(cost.group_time(lengths[g], degree, comm) for g in groups)
-  return pl.finalize_round(
-    lengths, groups, degrees, num_devices, cost, comm, est
+  return placement.finalize_round(
+    lengths,
+    groups,
+    degrees,
+    cost,
+    num_devices=num_devices,
+    comm=comm,
+    estimated_ms=est,
   )
 
 
@@ -90,8 +98,8 @@ def megatron_balanced_round(lengths, num_devices, capacity, cost: cm.CostModel):
   Returns:
     RoundPlan, or None if the round does not fit.
   """
-  lengths = pl.check_inputs(lengths, num_devices, capacity)
-  need = pl.min_degrees(lengths, capacity, num_devices, power_of_two=True)
+  lengths = pt.check_inputs(lengths, num_devices, capacity)
+  need = pt.min_degrees(lengths, capacity, num_devices, power_of_two=True)
   per = cost.degree_table(lengths, num_devices)  # [B, N], degree d at d - 1
   sizes = np.zeros(len(lengths), np.int64)  # at most one group per sequence
   loads = np.zeros(len(lengths))
@@ -128,8 +136,14 @@ def megatron_balanced_round(lengths, num_devices, capacity, cost: cm.CostModel):
   est = max(
     cost.group_time(lengths[m], s) for m, s in zip(groups, sizes, strict=True)
   )
-  return pl.finalize_round(
-    lengths, groups, np.array(sizes), num_devices, cost, cm.RING, est
+  return placement.finalize_round(
+    lengths,
+    groups,
+    np.array(sizes),
+    cost,
+    num_devices=num_devices,
+    comm=cm.RING,
+    estimated_ms=est,
   )
 
 
@@ -158,7 +172,7 @@ def exact_round(
   Returns:
     RoundPlan (its ``estimated_ms`` is the optimum), or None if infeasible.
   """
-  lengths = pl.check_inputs(lengths, num_devices, capacity)
+  lengths = pt.check_inputs(lengths, num_devices, capacity)
   b = len(lengths)
   if b > MAX_EXACT_SEQUENCES:
     raise ValueError(
@@ -212,8 +226,14 @@ def exact_round(
     groups.append(np.array([i for i in range(b) if a >> i & 1], np.int64))
     degs.append(d)
     s, jj = s ^ a, jj - d
-  return pl.finalize_round(
-    lengths, groups, np.array(degs), num_devices, cost, comm, optimum
+  return placement.finalize_round(
+    lengths,
+    groups,
+    np.array(degs),
+    cost,
+    num_devices=num_devices,
+    comm=comm,
+    estimated_ms=optimum,
   )
 
 
@@ -236,7 +256,7 @@ def plan_static(
   """A whole batch under one static degree, or None if a sequence needs
   more than ``degree`` ranks (the strategy cannot run this batch)."""
   check_static_degree(num_devices, degree, comm, num_heads)
-  lengths = pl.check_inputs(lengths, num_devices, capacity)
+  lengths = pt.check_inputs(lengths, num_devices, capacity)
   if np.any(lengths > degree * capacity):
     return None
   return pl.plan_batch(

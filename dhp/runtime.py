@@ -1,6 +1,6 @@
 """DHP runtime: one sub-mesh per planned group, gradients combined on all.
 
-For a planned round (``planner.RoundPlan``) the runtime
+For a planned round (``plan_types.RoundPlan``) the runtime
 
 1. builds (and caches) a ``jax.make_mesh`` sub-mesh over each group's
    contiguous devices, any size (3, 5, 6, ...);
@@ -33,7 +33,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from dhp import model as model_lib
-from dhp import planner as pl
+from dhp import plan_types as pt
 from dhp import ring_attention as ra
 
 RING_AXIS = 'cp'
@@ -254,7 +254,7 @@ class DHPRuntime:
       key, lambda: self._build(mesh, degree, total_len, params)
     )
 
-  def group_shapes(self, lengths, plan: pl.RoundPlan):
+  def group_shapes(self, lengths, plan: pt.RoundPlan):
     """(offset, degree, bucketed length) of every group of a round."""
     out = []
     for g in plan.groups:
@@ -267,7 +267,7 @@ class DHPRuntime:
     for offset, degree, total_len in shapes:
       self.executable(offset, degree, total_len, params)
 
-  def loss_and_grads(self, params, sequences, plan: pl.RoundPlan):
+  def loss_and_grads(self, params, sequences, plan: pt.RoundPlan):
     """Token-mean loss and gradient of a round, computed group by group.
 
     Args:
@@ -337,7 +337,7 @@ class DHPRuntime:
       arrays,
     )
 
-  def step(self, params, opt_state, sequences, plan: pl.RoundPlan):
+  def step(self, params, opt_state, sequences, plan: pt.RoundPlan):
     """One optimizer step on a round. Returns (params, opt_state, loss)."""
     loss, grads, _ = self.loss_and_grads(params, sequences, plan)
     if not np.isfinite(loss):

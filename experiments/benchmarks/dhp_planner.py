@@ -2,8 +2,8 @@
 
 The peer is the 2-D DP written as plain Python loops, the way the public
 DHP-style scheduler writes ``dp_resource_allocation``, run on the same
-atomic groups (BFD bins) and the same cost table as ``planner.allocate_dp``
-and ``planner.allocate_threshold`` (all three give the same optimum,
+atomic groups (BFD bins) and the same cost table as ``allocation.allocate_dp``
+and ``allocation.allocate_threshold`` (all three give the same optimum,
 asserted). Also prints whole-planner latencies (ms, median of repeats, on
 this shared CPU) and the gap to the exact optimum on small instances, then
 one summary line.
@@ -18,9 +18,12 @@ import time
 
 import numpy as np
 
+from dhp import allocation
 from dhp import baselines as bl
 from dhp import cost_model as cm
 from dhp import lengths as ln
+from dhp import packing
+from dhp import plan_types as pt
 from dhp import planner as pl
 
 CAPACITY = 16384
@@ -70,8 +73,8 @@ def round_tables(lengths, n, cost):
   out = []
   for r in plan.rounds:
     sub = lengths[np.concatenate([g.seq_ids for g in r.groups])]
-    m = pl.min_degrees(sub, CAPACITY, n)
-    bins, bin_min = pl.bfd_pack(sub, m, CAPACITY)
+    m = pt.min_degrees(sub, CAPACITY, n)
+    bins, bin_min = packing.bfd_pack(sub, m, CAPACITY)
     out.append((cost.time_table(sub, bins, len(bin_min), n), bin_min))
   return out
 
@@ -120,14 +123,16 @@ def main():
       pack_scales=(1.0,),
     )
     tables = round_tables(lengths, n, cost)
-    thr = allocation_ms(pl.allocate_threshold, tables, n, args.repeats)
+    thr = allocation_ms(allocation.allocate_threshold, tables, n, args.repeats)
     if n <= 64:
       py = allocation_ms(python_dp, tables, n, max(1, args.repeats // 2))
-      npdp = allocation_ms(pl.allocate_dp, tables, n, args.repeats)
+      npdp = allocation_ms(allocation.allocate_dp, tables, n, args.repeats)
       for t, b_min in tables:  # same optimum
         assert (
-          abs(python_dp(t, b_min, n)[1] - pl.allocate_dp(t, b_min, n)[1])
-          <= 1e-9 * pl.allocate_dp(t, b_min, n)[1]
+          abs(
+            python_dp(t, b_min, n)[1] - allocation.allocate_dp(t, b_min, n)[1]
+          )
+          <= 1e-9 * allocation.allocate_dp(t, b_min, n)[1]
         )
     else:
       py = npdp = float('nan')

@@ -1,35 +1,39 @@
-"""Tests for dhp.planner: BFD, the 2-D DP, leftover ranks, placement."""
+"""Tests for the DHP planner: BFD, the 2-D DP, leftover ranks, placement."""
 
 import itertools
 
 import numpy as np
 import pytest
 
+from dhp import allocation
 from dhp import cost_model as cm
 from dhp import lengths as ln
+from dhp import packing
+from dhp import placement
+from dhp import plan_types as pt
 from dhp import planner as pl
 
 
 def test_min_degrees_hand_computed():
   np.testing.assert_array_equal(
-    pl.min_degrees([1, 10, 11, 25, 30], 10, 4), [1, 1, 2, 3, 3]
+    pt.min_degrees([1, 10, 11, 25, 30], 10, 4), [1, 1, 2, 3, 3]
   )
   np.testing.assert_array_equal(
-    pl.min_degrees([1, 10, 11, 25, 30], 10, 4, power_of_two=True),
+    pt.min_degrees([1, 10, 11, 25, 30], 10, 4, power_of_two=True),
     [1, 1, 2, 4, 4],
   )
 
 
 def test_min_degrees_sequence_too_long_raises():
   with pytest.raises(ValueError, match=r'sequence 1 has 45 tokens.*4 ranks'):
-    pl.min_degrees([10, 45], 10, 4)
+    pt.min_degrees([10, 45], 10, 4)
 
 
 def test_bfd_pack_hand_computed():
   # Sorted: 10 -> bin0 (full); 7 -> bin1 (room 3); 5 -> bin2 (room 5);
   # 3 -> best fit is bin1 (room 3); 2 -> bin2 (room 5 -> 3).
   lengths = np.array([10, 7, 5, 3, 2])
-  bins, bin_min = pl.bfd_pack(lengths, pl.min_degrees(lengths, 10, 8), 10)
+  bins, bin_min = packing.bfd_pack(lengths, pt.min_degrees(lengths, 10, 8), 10)
   np.testing.assert_array_equal(bins, [0, 1, 2, 1, 2])
   np.testing.assert_array_equal(bin_min, [1, 1, 1])
 
@@ -37,7 +41,7 @@ def test_bfd_pack_hand_computed():
 def test_bfd_pack_fills_room_of_long_sequences():
   # A 15-token sequence needs 2 ranks (room 20): the 4 joins it.
   lengths = np.array([15, 9, 4])
-  bins, bin_min = pl.bfd_pack(lengths, pl.min_degrees(lengths, 10, 8), 10)
+  bins, bin_min = packing.bfd_pack(lengths, pt.min_degrees(lengths, 10, 8), 10)
   np.testing.assert_array_equal(bins, [0, 1, 0])
   np.testing.assert_array_equal(bin_min, [2, 1])
 
@@ -47,10 +51,10 @@ def test_allocate_dp_hand_computed():
   with np.errstate(divide='ignore'):
     table = np.stack([12.0 / d, 6.0 / d])
   # N=3: (2, 1) gives max(6, 6) = 6; (1, 2) gives 12.
-  degrees, makespan = pl.allocate_dp(table, np.array([1, 1]), 3)
+  degrees, makespan = allocation.allocate_dp(table, np.array([1, 1]), 3)
   np.testing.assert_array_equal(degrees, [2, 1])
   assert makespan == 6.0
-  degrees, makespan = pl.allocate_threshold(table, np.array([1, 1]), 3)
+  degrees, makespan = allocation.allocate_threshold(table, np.array([1, 1]), 3)
   np.testing.assert_array_equal(degrees, [2, 1])
   assert makespan == 6.0
 
@@ -59,13 +63,13 @@ def test_allocate_respects_min_degree_and_allowed():
   d = np.arange(6, dtype=float)
   with np.errstate(divide='ignore'):
     table = np.stack([12.0 / d, 6.0 / d])
-  degrees, _ = pl.allocate_dp(table, np.array([1, 3]), 5)
+  degrees, _ = allocation.allocate_dp(table, np.array([1, 3]), 5)
   assert degrees[1] >= 3 and degrees.sum() <= 5
   allowed = np.array([False, True, True, False, True, False])
-  degrees, _ = pl.allocate_dp(table, np.array([1, 1]), 5, allowed)
+  degrees, _ = allocation.allocate_dp(table, np.array([1, 1]), 5, allowed)
   assert set(degrees.tolist()) <= {1, 2, 4}
-  assert pl.allocate_dp(table, np.array([3, 3]), 5) is None
-  assert pl.allocate_threshold(table, np.array([3, 3]), 5) is None
+  assert allocation.allocate_dp(table, np.array([3, 3]), 5) is None
+  assert allocation.allocate_threshold(table, np.array([3, 3]), 5) is None
 
 
 def test_dp_and_threshold_agree_on_random_instances():
@@ -75,13 +79,13 @@ def test_dp_and_threshold_agree_on_random_instances():
   for trial in range(60):
     n = int(rng.integers(2, 40))
     lengths = ln.long_tail(int(rng.integers(1, 25)), trial, max_len=16384 * n)
-    m = pl.min_degrees(lengths, 16384, n)
-    bins, bin_min = pl.bfd_pack(lengths, m, 16384)
+    m = pt.min_degrees(lengths, 16384, n)
+    bins, bin_min = packing.bfd_pack(lengths, m, 16384)
     if bin_min.sum() > n:
       continue
     table = model.time_table(lengths, bins, len(bin_min), n)
-    a = pl.allocate_dp(table, bin_min, n)
-    b = pl.allocate_threshold(table, bin_min, n)
+    a = allocation.allocate_dp(table, bin_min, n)
+    b = allocation.allocate_threshold(table, bin_min, n)
     assert b[1] == pytest.approx(a[1], rel=1e-9)
     assert a[0].sum() <= n and b[0].sum() <= n
     checked += 1
@@ -97,7 +101,7 @@ def test_dp_is_optimal_by_brute_force():
     for d in itertools.product(range(1, 7), repeat=3)
     if sum(d) <= 6
   )
-  _, makespan = pl.allocate_dp(table, np.ones(3, int), 6)
+  _, makespan = allocation.allocate_dp(table, np.ones(3, int), 6)
   assert makespan == pytest.approx(best)
 
 
@@ -106,17 +110,17 @@ def test_leftover_goes_to_critical_group_while_it_helps():
   with np.errstate(divide='ignore'):
     table = np.stack([12.0 / d, 1.0 / d])
   np.testing.assert_array_equal(
-    pl.assign_leftover(table, np.array([1, 1]), 5), [4, 1]
+    allocation.assign_leftover(table, np.array([1, 1]), 5), [4, 1]
   )
   # A group that gets slower with more ranks keeps its degree.
   flat = np.array([[np.inf, 5.0, 6.0, 7.0], [np.inf, 1.0, 1.0, 1.0]])
   np.testing.assert_array_equal(
-    pl.assign_leftover(flat, np.array([1, 1]), 3), [1, 1]
+    allocation.assign_leftover(flat, np.array([1, 1]), 3), [1, 1]
   )
 
 
 def test_place_groups_keeps_small_groups_inside_nodes():
-  offsets = pl.place_groups(np.array([3, 6, 5, 2]), 16, 8)
+  offsets = placement.place_groups(np.array([3, 6, 5, 2]), 16, 8)
   # 6 and 2 share a node, 5 and 3 share the other.
   spans = {
     (int(o) // 8, (int(o) + d - 1) // 8)
@@ -132,9 +136,9 @@ def test_place_groups_keeps_small_groups_inside_nodes():
 
 
 def test_place_groups_large_groups_first_and_fallback():
-  np.testing.assert_array_equal(pl.place_groups([8, 12], 24, 8), [12, 0])
-  assert not pl.fits_nodes([6, 6, 4], 16, 8)
-  offsets = pl.place_groups([6, 6, 4], 16, 8)
+  np.testing.assert_array_equal(placement.place_groups([8, 12], 24, 8), [12, 0])
+  assert not placement.fits_nodes([6, 6, 4], 16, 8)
+  offsets = placement.place_groups([6, 6, 4], 16, 8)
   np.testing.assert_array_equal(offsets, [0, 6, 12])  # contiguous fallback
 
 

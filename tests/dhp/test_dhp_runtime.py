@@ -7,6 +7,7 @@ import pytest
 
 from dhp import cost_model as cm
 from dhp import model as model_lib
+from dhp import plan_types as pt
 from dhp import planner as pl
 from dhp import runtime as rt
 
@@ -23,8 +24,8 @@ def _sequences(lens, seed=0):
 
 def _plan(groups):
   """RoundPlan from (seq_ids, degree, offset) triples."""
-  return pl.RoundPlan(
-    tuple(pl.GroupPlan(np.array(ids), d, off, 1.0) for ids, d, off in groups),
+  return pt.RoundPlan(
+    tuple(pt.GroupPlan(np.array(ids), d, off, 1.0) for ids, d, off in groups),
     8,
     1.0,
   )
