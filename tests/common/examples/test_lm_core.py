@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from common.report import schema
 from common.examples import lm_core as experiment
+from common.report import schema
 from experiments.lm_core.configs import paper
 from experiments.lm_core.configs import tiny
 
