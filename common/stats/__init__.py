@@ -1,0 +1,16 @@
+"""Paired seeds and bootstrap intervals for method-minus-baseline effects.
+
+Public API:
+  paired_effect: mean difference of paired per-seed results with a paired
+    bootstrap confidence interval; `.shown` when it excludes zero.
+  Effect: its result.
+  mean_std: mean and sample standard deviation over seeds.
+  bootstrap_mean_interval: the percentile bootstrap interval of a mean.
+"""
+
+from common.stats.bootstrap import Effect
+from common.stats.bootstrap import bootstrap_mean_interval
+from common.stats.bootstrap import mean_std
+from common.stats.bootstrap import paired_effect
+
+__all__ = ['Effect', 'bootstrap_mean_interval', 'mean_std', 'paired_effect']
