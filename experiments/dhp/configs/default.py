@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
       'enabled': True,
       'num_devices': None,  # all devices, at most 8
       'steps': 5,
-      'warmup_steps': 3,
+      'compile_warmup_steps': 3,  # steps whose plans are compiled up front
       'batch_size': 10,
       'len_mu': 3.0,
       'len_sigma': 0.7,
@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
         'vocab_size': 16,
         'd_model': 16,
         'num_heads': 2,
-        'num_layers': 1,
+        'n_layers': 1,
         'd_ff': 32,
         'max_len': 128,
       },

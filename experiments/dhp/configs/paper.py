@@ -33,5 +33,5 @@ def get_config():
     }
   )
   c.gap.update({'instances': 200, 'max_sequences': 9})
-  c.train.update({'steps': 20, 'warmup_steps': 5, 'batch_size': 16})
+  c.train.update({'steps': 20, 'compile_warmup_steps': 5, 'batch_size': 16})
   return c

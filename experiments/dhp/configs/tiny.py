@@ -30,7 +30,7 @@ def get_config():
   c.train.update(
     {
       'steps': 2,
-      'warmup_steps': 1,
+      'compile_warmup_steps': 1,
       'batch_size': 3,
       'max_len': 24,
       'len_mu': 2.5,
