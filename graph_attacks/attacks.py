@@ -95,7 +95,7 @@ def selection_embeddings(
     labels,
     train_mask,
     epochs=epochs,
-    lr=0.01,
+    learning_rate=0.01,
     weight_decay=5e-4,
     seed=seed,
   )
@@ -208,8 +208,8 @@ def train_attack(
     bcfg = bilevel.BilevelConfig(
       inner_steps=c.inner_steps,
       outer_size=cfg.outer_size,
-      lr_attack=c.lr,
-      lr_surrogate=c.lr_prompt,
+      attack_learning_rate=c.learning_rate,
+      surrogate_learning_rate=c.prompt_learning_rate,
       weight_decay=5e-4,
       lambda_homo=c.lambda_homo,
       homo_tau=c.homo_tau,
@@ -231,8 +231,8 @@ def train_attack(
     bcfg = bilevel.BilevelConfig(
       inner_steps=b.inner_steps,
       outer_size=cfg.outer_size,
-      lr_attack=b.lr,
-      lr_surrogate=0.01,
+      attack_learning_rate=b.learning_rate,
+      surrogate_learning_rate=0.01,
       weight_decay=5e-4,
       lambda_homo=b.lambda_homo if name == 'ugba' else 0.0,
       homo_tau=b.homo_tau,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,12 +33,18 @@ from graph_attacks import triggers
 
 @dataclasses.dataclass(frozen=True)
 class BilevelConfig:
-  """Hyperparameters (hashable: a static jit argument)."""
+  """Settings of the bi-level loop.
+
+  The jitted epoch takes the structural fields (`STRUCTURE`: loop lengths,
+  set sizes, which terms exist) as a static argument and every numeric
+  hyperparameter (`HYPERPARAMETERS`) as a traced scalar, so changing a
+  learning rate or a loss weight does not recompile.
+  """
 
   inner_steps: int = 1
   outer_size: int = 512
-  lr_attack: float = 1e-3
-  lr_surrogate: float = 1e-2
+  attack_learning_rate: float = 1e-3
+  surrogate_learning_rate: float = 1e-2
   weight_decay: float = 5e-4
   lambda_homo: float = 0.0
   homo_tau: float = 0.5
@@ -46,12 +53,50 @@ class BilevelConfig:
   lambda_detector: float = 0.0  # DPGBA: adversarial OOD term
   detector_steps: int = 0
 
+  def structure(self) -> Structure:
+    """The static part (hashable)."""
+    return Structure(
+      inner_steps=int(self.inner_steps),
+      outer_size=int(self.outer_size),
+      random_mode=bool(self.random_mode),
+      adaptive_weight=bool(self.adaptive_weight),
+      detector_steps=int(self.detector_steps),
+      detector_term=self.lambda_detector > 0,
+    )
+
+  def hyperparameters(self) -> dict[str, jax.Array]:
+    """The traced part: float32 scalars."""
+    return {
+      k: train_lib.hyperparameter(getattr(self, k)) for k in HYPERPARAMETERS
+    }
+
+
+class Structure(NamedTuple):
+  """Static settings of `bilevel_epoch` (shapes, loop lengths, terms)."""
+
+  inner_steps: int
+  outer_size: int
+  random_mode: bool
+  adaptive_weight: bool
+  detector_steps: int
+  detector_term: bool
+
+
+HYPERPARAMETERS = (
+  'attack_learning_rate',
+  'surrogate_learning_rate',
+  'weight_decay',
+  'lambda_homo',
+  'homo_tau',
+  'lambda_detector',
+)
+
 
 def _ce(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-@functools.partial(jax.jit, static_argnames=('defs', 'cfg'))
+@functools.partial(jax.jit, static_argnames=('defs', 'structure'))
 def bilevel_epoch(
   defs,
   states,
@@ -63,8 +108,9 @@ def bilevel_epoch(
   candidates,
   target,
   key,
+  hparams,
   *,
-  cfg: BilevelConfig,
+  structure: Structure,
 ):
   """One epoch; returns updated (states, opts) and a metrics dict.
 
@@ -77,13 +123,18 @@ def bilevel_epoch(
     labels: int `[N]`; train_mask `[N]` float (V_L).
     poison: int `[P]` V_P; candidates: int `[U]` unlabeled nodes.
     target: int scalar y_t.
+    hparams: `BilevelConfig.hyperparameters()` (traced scalars).
+    structure: `BilevelConfig.structure()` (static).
   """
+  cfg = structure
   gdef_a, gdef_s = defs
   st_a, st_d, rest_a, fr_s, st_s = states
   opt_a, opt_d, opt_s = opts
-  tx_a = optax.adam(cfg.lr_attack)
-  tx_s = train_lib.adam_l2(cfg.lr_surrogate, cfg.weight_decay)
-  tx_d = optax.adam(cfg.lr_attack)
+  tx_a = optax.adam(hparams['attack_learning_rate'])
+  tx_s = train_lib.adam_l2(
+    hparams['surrogate_learning_rate'], hparams['weight_decay']
+  )
+  tx_d = optax.adam(hparams['attack_learning_rate'])
   x = graph.nodes
   n = x.shape[0]
   k_in, k_out, k_sel, k_det = jax.random.split(key, 4)
@@ -159,13 +210,15 @@ def bilevel_epoch(
       p_t = jax.nn.softmax(logits[outer])[:, target]
       ce_o = (1.0 + jnp.exp(-jax.lax.stop_gradient(p_t))) * ce_o
     loss = ce_l + ce_o.mean()
-    homo = triggers.homophily_loss(x[outer], feats, inner, att, cfg.homo_tau)
-    loss = loss + cfg.lambda_homo * homo
-    if cfg.lambda_detector > 0:
+    homo = triggers.homophily_loss(
+      x[outer], feats, inner, att, hparams['homo_tau']
+    )
+    loss = loss + hparams['lambda_homo'] * homo
+    if cfg.detector_term:
       det = attack(sa, st_d).detector(feats.reshape(-1, feats.shape[-1]))
       loss = (
         loss
-        + cfg.lambda_detector
+        + hparams['lambda_detector']
         * _ce(det, jnp.zeros(det.shape[0], jnp.int32)).mean()
       )
     asr = (logits[outer].argmax(-1) == target).mean()
@@ -218,13 +271,14 @@ def run_bilevel(
     attack, nnx.PathContains('detector'), nnx.Param, ...
   )
   gdef_s, fr_s, st_s = nnx.split(surrogate, frozen_surrogate, ...)
-  tx_a = optax.adam(cfg.lr_attack)
-  tx_s = train_lib.adam_l2(cfg.lr_surrogate, cfg.weight_decay)
+  tx_a = optax.adam(cfg.attack_learning_rate)
+  tx_s = train_lib.adam_l2(cfg.surrogate_learning_rate, cfg.weight_decay)
   opts = (
     tx_a.init(st_a),
-    optax.adam(cfg.lr_attack).init(st_d),
+    optax.adam(cfg.attack_learning_rate).init(st_d),
     tx_s.init(st_s),
   )
+  structure, hparams = cfg.structure(), cfg.hyperparameters()
   states = (st_a, st_d, rest_a, fr_s, st_s)
   graph = jax.tree.map(jnp.asarray, graph)
   args = (
@@ -243,7 +297,8 @@ def run_bilevel(
       graph,
       *args,
       jax.random.key(seed * 100003 + epoch),
-      cfg=cfg,
+      hparams,
+      structure=structure,
     )
     metrics = {k: float(v) for k, v in metrics.items()}
     if not all(map(jnp.isfinite, metrics.values())):

@@ -93,33 +93,11 @@ def drop_view(graph, key, p_edge: float, p_feat: float):
   )
 
 
-@functools.partial(
-  jax.jit,
-  static_argnames=(
-    'graphdef',
-    'epochs',
-    'lr',
-    'weight_decay',
-    'p_edge',
-    'p_feat',
-    'tau',
-  ),
-)
-def _train_grace(
-  graphdef,
-  state,
-  graph,
-  node_mask,
-  key,
-  *,
-  epochs,
-  lr,
-  weight_decay,
-  p_edge,
-  p_feat,
-  tau,
-):
-  tx = optax.adamw(lr, weight_decay=weight_decay)
+@functools.partial(jax.jit, static_argnames=('graphdef', 'epochs'))
+def _train_grace(graphdef, state, graph, node_mask, key, hparams, *, epochs):
+  # Hyperparameters are traced scalars: one compilation serves every value.
+  tau, p_edge, p_feat = hparams['tau'], hparams['p_edge'], hparams['p_feat']
+  tx = optax.adamw(hparams['learning_rate'], hparams['weight_decay'])
 
   def loss_fn(st, k):
     model = nnx.merge(graphdef, st)
@@ -140,7 +118,7 @@ def train_grace(
   hidden: int,
   proj: int,
   epochs: int,
-  lr: float,
+  learning_rate: float,
   weight_decay: float,
   p_edge: tuple[float, float],
   p_feat: tuple[float, float],
@@ -153,18 +131,22 @@ def train_grace(
   model = GRACE(graph.nodes.shape[1], hidden, proj, rngs=nnx.Rngs(seed))
   graphdef, state = nnx.split(model)
   mask = jnp.arange(graph.nodes.shape[0]) < num_real_nodes
+  hp = train_lib.hyperparameter
+  hparams = {
+    'learning_rate': hp(learning_rate),
+    'weight_decay': hp(weight_decay),
+    'p_edge': tuple(hp(p) for p in p_edge),
+    'p_feat': tuple(hp(p) for p in p_feat),
+    'tau': hp(tau),
+  }
   st, losses = _train_grace(
     graphdef,
     state,
     jax.tree.map(jnp.asarray, graph),
     mask,
     jax.random.key(seed),
-    epochs=epochs,
-    lr=lr,
-    weight_decay=weight_decay,
-    p_edge=tuple(p_edge),
-    p_feat=tuple(p_feat),
-    tau=tau,
+    hparams,
+    epochs=int(epochs),
   )
   if not bool(jnp.isfinite(losses).all()):
     raise FloatingPointError(
@@ -203,7 +185,7 @@ def fit_probe(
   num_classes: int,
   *,
   epochs: int,
-  lr: float,
+  learning_rate: float,
   weight_decay: float,
   seed: int,
 ) -> ProbedEncoder:
@@ -217,7 +199,7 @@ def fit_probe(
     labels,
     weights,
     epochs=epochs,
-    lr=lr,
+    learning_rate=learning_rate,
     weight_decay=weight_decay,
     seed=seed,
     frozen=nnx.PathContains('gnn'),

@@ -108,7 +108,7 @@ def embed_subgraphs(encoder: models.GCN, features, node_sets, adj):
   ids = np.arange(s * k).reshape(s, k)
   sb, ii, jj = np.nonzero(adj)
   g = graph_lib.make_graph(feats, ids[sb, ii], ids[sb, jj])
-  h = encoder.hidden_layers(jax.tree.map(jnp.asarray, g), num_layers=1)
+  h = encoder.hidden_layers(jax.tree.map(jnp.asarray, g), n_layers=1)
   return np.asarray(h).reshape(s, -1)
 
 

@@ -53,9 +53,9 @@ def reconstruction_error(ae: AutoEncoder, x: jax.Array) -> jax.Array:
   return ((ae(x) - x) ** 2).mean(-1)
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'epochs', 'lr'))
-def _train_ae(graphdef, state, x, mask, *, epochs, lr):
-  tx = optax.adam(lr)
+@functools.partial(jax.jit, static_argnames=('graphdef', 'epochs'))
+def _train_ae(graphdef, state, x, mask, learning_rate, *, epochs):
+  tx = optax.adam(learning_rate)
 
   def loss_fn(st):
     err = reconstruction_error(nnx.merge(graphdef, st), x)
@@ -80,7 +80,7 @@ class OutlierDetector:
     real_mask,
     *,
     epochs: int = 300,
-    lr: float = 1e-3,
+    learning_rate: float = 1e-3,
     percentile: float = 97.0,
     seed: int = 0,
   ):
@@ -90,8 +90,9 @@ class OutlierDetector:
     mask = jnp.asarray(real_mask, jnp.float32)
     self.ae = AutoEncoder(x.shape[1], rngs=nnx.Rngs(seed))
     graphdef, state = nnx.split(self.ae)
+    lr = train_lib.hyperparameter(learning_rate)
     nnx.update(
-      self.ae, _train_ae(graphdef, state, x, mask, epochs=epochs, lr=lr)
+      self.ae, _train_ae(graphdef, state, x, mask, lr, epochs=int(epochs))
     )
     err = np.asarray(reconstruction_error(self.ae, x))
     self.threshold = float(

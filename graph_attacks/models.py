@@ -64,14 +64,14 @@ class GCN(nnx.Module):
     in_dim: int,
     hidden: int,
     out_dim: int,
-    num_layers: int = 2,
+    n_layers: int = 2,
     dropout_rate: float = 0.5,
     *,
     rngs: nnx.Rngs,
   ):
-    if num_layers < 1:
-      raise ValueError(f'num_layers={num_layers} must be >= 1')
-    dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+    if n_layers < 1:
+      raise ValueError(f'n_layers={n_layers} must be >= 1')
+    dims = [in_dim] + [hidden] * (n_layers - 1) + [out_dim]
     # Bias after propagation, as Kipf & Welling and PyG's GCNConv.
     self.layers = nnx.List(
       [
@@ -85,10 +85,10 @@ class GCN(nnx.Module):
   def _conv(self, i, h, graph):
     return gcn_propagate(self.layers[i](h), graph) + self.biases[i][...]
 
-  def hidden_layers(self, graph, key=None, num_layers=None):
-    """Output of the first `num_layers` layers (default all but the last)."""
+  def hidden_layers(self, graph, key=None, n_layers=None):
+    """Output of the first `n_layers` layers (default all but the last)."""
     h = graph.nodes
-    k = len(self.layers) - 1 if num_layers is None else num_layers
+    k = len(self.layers) - 1 if n_layers is None else n_layers
     for i in range(k):
       sub = None if key is None else jax.random.fold_in(key, i)
       h = dropout(h, self.dropout_rate, sub)
@@ -192,12 +192,12 @@ class SAGE(nnx.Module):
     in_dim: int,
     hidden: int,
     out_dim: int,
-    num_layers: int = 2,
+    n_layers: int = 2,
     dropout_rate: float = 0.5,
     *,
     rngs: nnx.Rngs,
   ):
-    dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+    dims = [in_dim] + [hidden] * (n_layers - 1) + [out_dim]
     self.self_lin = nnx.List(
       [
         nnx.Linear(a, b, rngs=rngs)
@@ -236,16 +236,16 @@ def build_model(
   out_dim: int,
   *,
   seed: int,
-  num_layers: int = 2,
+  n_layers: int = 2,
   dropout_rate: float = 0.5,
   heads: int = 8,
 ) -> nnx.Module:
   """Builds 'gcn', 'gat' or 'sage' by name."""
   rngs = nnx.Rngs(seed)
   if name == 'gcn':
-    return GCN(in_dim, hidden, out_dim, num_layers, dropout_rate, rngs=rngs)
+    return GCN(in_dim, hidden, out_dim, n_layers, dropout_rate, rngs=rngs)
   if name == 'gat':
     return GAT(in_dim, hidden, out_dim, heads, dropout_rate, rngs=rngs)
   if name == 'sage':
-    return SAGE(in_dim, hidden, out_dim, num_layers, dropout_rate, rngs=rngs)
+    return SAGE(in_dim, hidden, out_dim, n_layers, dropout_rate, rngs=rngs)
   raise ValueError(f"unknown model {name!r}; allowed: 'gcn', 'gat', 'sage'")

@@ -41,7 +41,7 @@ def project_features(
   *,
   dim: int,
   epochs: int,
-  lr: float = 1e-3,
+  learning_rate: float = 1e-3,
   weight_decay: float = 5e-4,
   seed: int = 0,
 ):
@@ -57,7 +57,7 @@ def project_features(
     labels,
     train_mask,
     epochs=epochs,
-    lr=lr,
+    learning_rate=learning_rate,
     weight_decay=weight_decay,
     seed=seed,
   )

@@ -29,9 +29,9 @@ class PretrainedGCN(nnx.Module):
   """GCN encoder with ReLU between layers and a linear last layer."""
 
   def __init__(
-    self, in_dim: int, hidden: int, num_layers: int, *, rngs: nnx.Rngs
+    self, in_dim: int, hidden: int, n_layers: int, *, rngs: nnx.Rngs
   ):
-    self.gcn = models.GCN(in_dim, hidden, hidden, num_layers, 0.0, rngs=rngs)
+    self.gcn = models.GCN(in_dim, hidden, hidden, n_layers, 0.0, rngs=rngs)
 
   def __call__(self, graph, key=None):
     del key
@@ -55,11 +55,9 @@ def link_loss(z: jax.Array, pos: tuple, neg: tuple, pos_w: jax.Array):
   return lp + ln
 
 
-@functools.partial(
-  jax.jit, static_argnames=('graphdef', 'epochs', 'lr', 'num_nodes')
-)
-def _pretrain(graphdef, state, graph, key, *, epochs, lr, num_nodes):
-  tx = optax.adam(lr)
+@functools.partial(jax.jit, static_argnames=('graphdef', 'epochs', 'num_nodes'))
+def _pretrain(graphdef, state, graph, key, learning_rate, *, epochs, num_nodes):
+  tx = optax.adam(learning_rate)
   e = graph.senders.shape[0]
   pos_w = (graph.edges > 0).astype(jnp.float32)
 
@@ -77,16 +75,16 @@ def pretrain_edge_prediction(
   graph: jraph.GraphsTuple,
   *,
   hidden: int,
-  num_layers: int,
+  n_layers: int,
   epochs: int,
-  lr: float,
+  learning_rate: float,
   seed: int,
   num_real_nodes: int | None = None,
 ) -> PretrainedGCN:
   """Pre-trains a GCN by link prediction on `graph`'s live edges."""
   n = graph.nodes.shape[0] if num_real_nodes is None else num_real_nodes
   model = PretrainedGCN(
-    graph.nodes.shape[1], hidden, num_layers, rngs=nnx.Rngs(seed)
+    graph.nodes.shape[1], hidden, n_layers, rngs=nnx.Rngs(seed)
   )
   graphdef, state = nnx.split(model)
   st, losses = _pretrain(
@@ -94,9 +92,9 @@ def pretrain_edge_prediction(
     state,
     jax.tree.map(jnp.asarray, graph),
     jax.random.key(seed),
-    epochs=epochs,
-    lr=lr,
-    num_nodes=n,
+    train_lib.hyperparameter(learning_rate),
+    epochs=int(epochs),
+    num_nodes=int(n),
   )
   if not bool(jnp.isfinite(losses).all()):
     raise FloatingPointError('non-finite link-prediction loss in pre-training')
@@ -162,7 +160,7 @@ def fit_prompt(
   *,
   kind: str,
   epochs: int,
-  lr: float,
+  learning_rate: float,
   weight_decay: float,
   seed: int,
 ) -> PromptedGNN:
@@ -177,7 +175,7 @@ def fit_prompt(
     labels,
     train_mask,
     epochs=epochs,
-    lr=lr,
+    learning_rate=learning_rate,
     weight_decay=weight_decay,
     seed=seed,
     frozen=nnx.PathContains('gnn'),

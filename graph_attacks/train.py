@@ -2,7 +2,9 @@
 
 The model is split once (`nnx.split`); the whole training run, including
 the best-validation selection, is a single compiled function of
-`(params, graph, labels, masks, key)`, cached per shape.
+`(params, graph, labels, masks, key, learning_rate, weight_decay)`, cached
+per shape and epoch count: hyperparameters are traced arguments, never
+static ones.
 """
 
 from __future__ import annotations
@@ -49,9 +51,21 @@ def unlearning_penalty(logits, labels, mask) -> jax.Array:
   return (p * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
-def adam_l2(lr: float, weight_decay: float) -> optax.GradientTransformation:
-  """Adam with L2 weight decay added to the gradient (torch `Adam` style)."""
-  return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr))
+def adam_l2(learning_rate, weight_decay) -> optax.GradientTransformation:
+  """Adam with L2 weight decay added to the gradient (torch `Adam` style).
+
+  Both hyperparameters may be traced scalars (build the optimizer inside
+  the jitted function from array arguments: one compilation serves every
+  value).
+  """
+  return optax.chain(
+    optax.add_decayed_weights(weight_decay), optax.adam(learning_rate)
+  )
+
+
+def hyperparameter(value) -> jax.Array:
+  """A float32 scalar array: how hyperparameters enter jitted functions."""
+  return jnp.asarray(value, jnp.float32)
 
 
 def scan_fit(loss_fn, tx: optax.GradientTransformation, state, key, epochs):
@@ -80,9 +94,7 @@ def scan_fit(loss_fn, tx: optax.GradientTransformation, state, key, epochs):
   return st, losses
 
 
-@functools.partial(
-  jax.jit, static_argnames=('graphdef', 'epochs', 'lr', 'weight_decay')
-)
+@functools.partial(jax.jit, static_argnames=('graphdef', 'epochs'))
 def _fit(
   graphdef,
   frozen,
@@ -93,12 +105,12 @@ def _fit(
   val_mask,
   unlearn_mask,
   key,
+  learning_rate,
+  weight_decay,
   *,
   epochs,
-  lr,
-  weight_decay,
 ):
-  tx = adam_l2(lr, weight_decay)
+  tx = adam_l2(learning_rate, weight_decay)
 
   def loss_fn(st, k):
     logits = nnx.merge(graphdef, frozen, st)(graph, k)
@@ -134,7 +146,7 @@ def fit_classifier(
   train_mask,
   *,
   epochs: int,
-  lr: float,
+  learning_rate: float,
   weight_decay: float,
   seed: int,
   val_mask=None,
@@ -148,7 +160,8 @@ def fit_classifier(
     graph: the training graph (weights 0 on absent/padding edges).
     labels: int `[N]` (poisoned labels where the caller poisons).
     train_mask: `[N]` loss weights.
-    epochs, lr, weight_decay: full-batch Adam (L2 decay) steps.
+    epochs, learning_rate, weight_decay: full-batch Adam (L2 decay) steps;
+      the two hyperparameters are traced (no recompilation per value).
     seed: dropout seed.
     val_mask: if given, keep the parameters of the best validation accuracy.
     unlearn_mask: if given, add RIGBD's mean p(label) over these nodes.
@@ -179,9 +192,9 @@ def fit_classifier(
     zeros if val_mask is None else jnp.asarray(val_mask, jnp.float32),
     zeros if unlearn_mask is None else jnp.asarray(unlearn_mask, jnp.float32),
     jax.random.key(seed),
+    hyperparameter(learning_rate),
+    hyperparameter(weight_decay),
     epochs=int(epochs),
-    lr=float(lr),
-    weight_decay=float(weight_decay),
   )
   if bool(nonfinite):
     bad = int(np.flatnonzero(~np.isfinite(np.asarray(losses)))[0])

@@ -47,7 +47,7 @@ def run_jax(ds, split, seed, dropout, epochs):
     ds.labels,
     split.mask('train', n),
     epochs=epochs,
-    lr=0.01,
+    learning_rate=0.01,
     weight_decay=5e-4,
     seed=seed,
     val_mask=split.mask('val', n),
@@ -116,7 +116,7 @@ def asr_throughput(ds, split, repeats=3):
     ds.labels,
     split.mask('train', n),
     epochs=50,
-    lr=0.01,
+    learning_rate=0.01,
     weight_decay=5e-4,
     seed=0,
   )

@@ -133,7 +133,7 @@ def test_outlier_detector_flags_outliers():
   x = np.clip(0.5 + 0.05 * rng.randn(200, 12), 0, 1).astype(np.float32)
   x[:4] = (rng.rand(4, 12) > 0.5).astype(np.float32)
   od = defences.OutlierDetector(
-    x, np.ones(200), epochs=50, lr=1e-2, percentile=97.0
+    x, np.ones(200), epochs=50, learning_rate=1e-2, percentile=97.0
   )
   err = np.asarray(defences.reconstruction_error(od.ae, jnp.asarray(x)))
   np.testing.assert_array_equal(np.asarray(od.flags(x)), err > od.threshold)
@@ -177,5 +177,5 @@ def test_kl_and_rigbd_flagging_stops_after_two_misses():
 
 def test_gcn_embed_shape():
   g = jax.tree.map(jnp.asarray, _ring())
-  m = models.build_model('gcn', 4, 8, 2, seed=0, num_layers=3)
+  m = models.build_model('gcn', 4, 8, 2, seed=0, n_layers=3)
   assert m.embed(g).shape == (12, 8)

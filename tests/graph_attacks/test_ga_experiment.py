@@ -1,10 +1,12 @@
-"""Tests for the experiment configs, validation and a tiny end-to-end run."""
+"""Tests for the experiment configs, validation, the unit cache and a tiny
+end-to-end run."""
 
 import json
-import os
 
+import numpy as np
 import pytest
 
+from common import metrics as metrics_lib
 from experiments.graph_attacks.configs import cora
 from experiments.graph_attacks.configs import default
 from experiments.graph_attacks.configs import full
@@ -12,69 +14,219 @@ from experiments.graph_attacks.configs import paper
 from experiments.graph_attacks.configs import tiny
 from experiments.registry import EXPERIMENTS
 from graph_attacks import experiment
+from graph_attacks.pipeline import attack_run
+from graph_attacks.pipeline import clean
+from graph_attacks.pipeline import prepare
+from graph_attacks.pipeline import units
 
 
 def test_configs_construct_and_validate():
   for mod in (tiny, default, full, paper, cora):
     c = mod.get_config()
+    if c.data.source == 'planetoid':
+      c.data.data_dir = '/some/planetoid'
     experiment.validate_config(c)
   assert paper.get_config().attack.cpgba.num_triggers == 350
+  assert paper.get_config().pretrain.n_layers == 3
   assert cora.get_config().data.source == 'planetoid'
   assert EXPERIMENTS['graph_attacks'] == 'graph_attacks.experiment:run'
+
+
+def _set(c, field, value):
+  *parents, leaf = field.split('.')
+  for p in parents:
+    c = c[p]
+  with c.unlocked():
+    c[leaf] = value
 
 
 @pytest.mark.parametrize(
   'field,value,match',
   [
-    ('attacks', ('cpgba', 'nope'), "unknown attack 'nope'"),
-    ('paradigms', ('gcn', 'gin'), "unknown paradigm 'gin'"),
-    ('defences', ('none', 'magic'), "unknown defence 'magic'"),
-    ('seeds', (), 'seeds is empty'),
-    ('defence_paradigms', ('gat',), "defence paradigm 'gat'"),
+    ('attacks', ('cpgba', 'nope'), "attacks: unknown name 'nope'"),
+    ('paradigms', ('gcn', 'gin'), "paradigms: unknown name 'gin'"),
+    ('defences', ('none', 'magic'), "defences: unknown name 'magic'"),
+    ('seeds', (), r'config.seeds=\(\) is invalid'),
+    ('seeds', (0, 0), 'without repeats'),
+    ('defence_paradigms', ('gat',), "paradigm 'gat' is not in"),
+    ('victim.lr', 0.01, r'config.victim.lr is not a field.*learning_rate'),
+    ('pretrain.num_layers', 2, 'config.pretrain.num_layers is not a field'),
+    ('victim.learning_rate', -0.1, r'victim.learning_rate=-0.1.*\(0.0, inf\)'),
+    ('victim.dropout', 1.0, r'victim.dropout=1.0 .*\[0.0, 1.0\)'),
+    ('victim.epochs', 0, r'victim.epochs=0 .*integer >= 1'),
+    ('attack.num_poison', 0, r'num_poison=0 .*integer >= 1'),
+    ('victim.grace.p_edge', (0.2,), 'p_edge=.*pair'),
+    ('attack.cpgba.max_subgraphs', 0, 'None or an integer >= 1'),
+    ('defence.od_percentile', 100.0, 'od_percentile=100.0'),
+    ('data.csbm_config', 'huge', "csbm_config='huge'"),
   ],
 )
 def test_bad_config_named(field, value, match):
   c = tiny.get_config()
-  setattr(c, field, value)
+  _set(c, field, value)
   with pytest.raises(ValueError, match=match):
     experiment.validate_config(c)
 
 
+def test_bad_config_fails_before_any_work(tmp_path):
+  c = tiny.get_config()
+  _set(c, 'victim.lr', 0.01)
+  with pytest.raises(ValueError, match='victim.lr'):
+    experiment.run(c, str(tmp_path))
+  assert list(tmp_path.iterdir()) == []  # nothing generated or trained
+
+
 def test_bad_data_source(tmp_path):
   c = tiny.get_config()
+  c.data.source = 'planetoid'
+  with pytest.raises(ValueError, match='needs config.data.data_dir'):
+    experiment.validate_config(c)
   c.data.source = 'ogb'
   with pytest.raises(ValueError, match="unknown data.source 'ogb'"):
     experiment.load_data(c.data, str(tmp_path))
   c.data.source = 'planetoid'
-  with pytest.raises(ValueError, match='data_dir'):
-    experiment.load_data(c.data, str(tmp_path))
   c.data.data_dir = str(tmp_path / 'missing')
   with pytest.raises(FileNotFoundError, match='does not exist'):
     experiment.load_data(c.data, str(tmp_path))
 
 
-@pytest.mark.slow
-def test_tiny_run_writes_metrics(tmp_path):
-  c = tiny.get_config()
-  metrics = experiment.run(c, str(tmp_path))
-  with open(tmp_path / 'metrics.json') as f:
-    on_disk = json.load(f)
-  assert on_disk['title'] == metrics['title']
-  assert on_disk['config_name'] == 'tiny'
-  for key in ('cpgba_GSL_asr', 'cpgba_GPL_ca', 'asr_eval_subgraphs_per_s'):
-    assert key in on_disk['summary']
-  assert 0.0 <= on_disk['summary']['cpgba_GSL_asr'] <= 1.0
-  for fig in on_disk['figures']:
-    assert os.path.exists(tmp_path / fig['path'])
-  # Partial results are reused: a second run trains nothing new.
-  again = experiment.run(c, str(tmp_path))
-  assert again['tables'] == metrics['tables']
+def _keys(c, seed=0):
+  return {
+    name: cache.key for name, cache, _, _ in units.seed_units(c, seed, '')
+  }
 
 
-def test_collect_summarises_partials_and_names_missing(tmp_path):
+def test_unit_keys_follow_what_each_unit_reads():
   c = tiny.get_config()
-  part = tmp_path / 'partial'
-  part.mkdir()
+  base = _keys(c)
+  assert set(base) == {
+    'seed0_clean_gcn',
+    'seed0_clean_grace',
+    'seed0_clean_gprompt',
+    'seed0_sba_samp',
+    'seed0_cpgba',
+  }
+  renamed = tiny.get_config()
+  renamed.name = 'other'
+  renamed.seeds = (0, 5)
+  assert _keys(renamed) == base  # name and seed list are in no slice
+
+  def changed(field, value):
+    c2 = tiny.get_config()
+    _set(c2, field, value)
+    new = _keys(c2)
+    return {u for u in base if new[u] != base[u]}
+
+  every_attack = {'seed0_sba_samp', 'seed0_cpgba'}
+  assert changed('victim.grace.learning_rate', 0.5) == every_attack | {
+    'seed0_clean_grace'
+  }
+  assert changed('pretrain.epochs', 3) == every_attack | {'seed0_clean_gprompt'}
+  assert changed('attack.cpgba.epochs', 7) == {'seed0_cpgba'}
+  assert changed('defence.prune_threshold', 0.3) == every_attack
+  assert changed('data.csbm_config', 'small') == set(base)
+  assert _keys(c, seed=1) != base
+
+
+class _Counting:
+  """Stand-ins for the stages that record what they were asked to do."""
+
+  def __init__(self, monkeypatch):
+    self.calls = []
+    monkeypatch.setattr(prepare, 'load_data', self.load_data)
+    monkeypatch.setattr(experiment, 'load_data', self.load_data)
+    monkeypatch.setattr(prepare, 'prepare_seed', self.prepare_seed)
+    monkeypatch.setattr(clean, 'clean_row', self.clean_row)
+    monkeypatch.setattr(attack_run, 'run_seed_attack', self.run_seed_attack)
+
+  def load_data(self, cfg, workdir):
+    self.calls.append('data')
+    return 'data'
+
+  def prepare_seed(self, config, data, seed):
+    self.calls.append(f'prepare{seed}')
+    return seed
+
+  def clean_row(self, config, seed, paradigm):
+    self.calls.append(f'clean_{paradigm}')
+    return {'paradigm': paradigm, 'ca': 0.9, 'target_rate': 0.1}
+
+  def run_seed_attack(self, config, seed, name):
+    self.calls.append(name)
+    asr = 0.8 if name == 'cpgba' else 0.3
+    rows = [
+      {
+        'attack': name,
+        'defence': d,
+        'paradigm': p,
+        'asr': asr,
+        'ca': 0.5,
+        'flagged_poison_frac': None,
+      }
+      for d, p in attack_run.victim_runs(config)
+    ]
+    return {
+      'rows': rows,
+      'attack_seconds': 2.0,
+      'eval_seconds': 0.5,
+      'eval_subgraphs': 100,
+      'history': {'outer_asr': [0.1, 0.5, asr], 'outer_loss': [3, 2, 1]},
+    }
+
+  def take(self):
+    out, self.calls = self.calls, []
+    return out
+
+
+def test_rerun_reuses_same_config_and_recomputes_changed_units(
+  tmp_path, monkeypatch
+):
+  stages = _Counting(monkeypatch)
+  c = tiny.get_config()
+  first = experiment.run(c, str(tmp_path))
+  assert stages.take() == [
+    'data',
+    'prepare0',
+    'clean_gcn',
+    'clean_grace',
+    'clean_gprompt',
+    'sba_samp',
+    'cpgba',
+  ]
+  # The same config: every unit comes from the cache, nothing is prepared.
+  again = experiment.run(tiny.get_config(), str(tmp_path))
+  assert stages.take() == []
+  assert again['tables'] == first['tables']
+  assert again['summary']['cpgba_GSL_asr'] == first['summary']['cpgba_GSL_asr']
+  # A changed setting: the units that read it, and only those, recompute.
+  c = tiny.get_config()
+  c.attack.cpgba.epochs = 4
+  experiment.run(c, str(tmp_path))
+  assert stages.take() == ['data', 'prepare0', 'cpgba']
+  c.victim.prompt.learning_rate = 0.05
+  experiment.run(c, str(tmp_path))
+  assert stages.take() == [
+    'data',
+    'prepare0',
+    'clean_gprompt',
+    'sba_samp',
+    'cpgba',
+  ]
+  # Back to the first config: the units the changed configs overwrote
+  # recompute; the GCN and GRACE clean units are still the first config's.
+  experiment.run(tiny.get_config(), str(tmp_path))
+  assert stages.take() == [
+    'data',
+    'prepare0',
+    'clean_gprompt',
+    'sba_samp',
+    'cpgba',
+  ]
+
+
+def test_collect_summarises_cached_units_and_names_missing(tmp_path):
+  c = tiny.get_config()
+  root = units.units_root(str(tmp_path))
   rows = [
     {
       'attack': 'cpgba',
@@ -91,25 +243,33 @@ def test_collect_summarises_partials_and_names_missing(tmp_path):
       ('prune', 'gcn', 0.2),
     )
   ]
-  (part / 'seed0_cpgba.json').write_text(
-    json.dumps(
-      {
-        'rows': rows,
-        'attack_seconds': 2.0,
-        'eval_seconds': 0.5,
-        'eval_subgraphs': 100,
-      }
-    )
+  metrics_lib.ResultCache(root, units.attack_slice(c, 0, 'cpgba')).put(
+    'seed0_cpgba',
+    {
+      'rows': rows,
+      'attack_seconds': 2.0,
+      'eval_seconds': 0.5,
+      'eval_subgraphs': 100,
+      'history': {'outer_asr': [0.2, 0.6], 'outer_loss': [2.0, 1.0]},
+    },
   )
-  (part / 'seed0_clean.json').write_text(
-    json.dumps([{'paradigm': p, 'ca': 0.9} for p in c.paradigms])
+  for p in c.paradigms:
+    metrics_lib.ResultCache(root, units.clean_slice(c, 0, p)).put(
+      units.clean_unit(0, p), {'paradigm': p, 'ca': 0.9, 'target_rate': 0.1}
+    )
+  # A unit computed under another config is not this config's result.
+  other = tiny.get_config()
+  other.attack.num_poison = 7
+  metrics_lib.ResultCache(root, units.attack_slice(other, 0, 'sba_samp')).put(
+    'seed0_sba_samp', {'rows': []}
   )
   m = experiment.collect(c, str(tmp_path))
   assert m['summary']['cpgba_GSL_asr'] == 0.8
   assert m['summary']['cpgba_GCL_asr'] == 0.4
+  assert m['summary']['clean_gcn_target_rate'] == 0.1
   assert m['summary']['asr_eval_subgraphs_per_s'] == 200.0
   assert 'sba_samp_GSL_asr' not in m['summary']
-  assert any('seed 0/sba_samp' in n for n in m['notes'])
+  assert any('seed0_sba_samp' in n for n in m['notes'])
   paper_rows = m['tables'][-1]['rows']
   assert [
     'cpgba',
@@ -121,4 +281,38 @@ def test_collect_summarises_partials_and_names_missing(tmp_path):
   ] in paper_rows
   prune = m['tables'][1]
   assert prune['rows'][0][2] == '0.200 ± 0.000 / 0.500 ± 0.000'
-  assert os.path.exists(tmp_path / 'metrics.json')
+  on_disk = json.loads((tmp_path / 'metrics.json').read_text())
+  assert on_disk['curves'][0]['series']['cpgba']['y'] == [0.2, 0.6]
+  assert (tmp_path / 'trigger_training_asr.png').exists()
+
+
+@pytest.mark.slow
+def test_tiny_run_shows_the_backdoor(tmp_path, monkeypatch):
+  c = tiny.get_config()
+  metrics = experiment.run(c, str(tmp_path))
+  on_disk = json.loads((tmp_path / 'metrics.json').read_text())
+  assert on_disk == metrics
+  assert on_disk['config_name'] == 'tiny'
+  s = on_disk['summary']
+  # The clean GCN predicts the target class for few attack nodes (the
+  # class share, about 1/7); triggers on the CP-GBA-poisoned GCN flip most
+  # of them. A margin of 0.3 on rates of magnitude 1.
+  chance = s['clean_gcn_target_rate']
+  assert chance < 0.4
+  assert s['cpgba_GSL_asr'] > chance + 0.3
+  # Poisoning 6 of 48 labelled nodes keeps the GCN's clean accuracy near
+  # the clean victim's (within 0.15 of a value near 0.8).
+  assert abs(s['cpgba_GSL_ca'] - s['clean_gcn_ca']) < 0.15
+  assert s['clean_gcn_ca'] > 0.5
+  for name in ('trigger_training_asr.png', 'asr_by_paradigm.png'):
+    assert (tmp_path / name).exists()
+  # The same config again: every unit is reused, nothing trains.
+  calls = []
+  for mod, name in ((attack_run, 'run_seed_attack'), (clean, 'clean_row')):
+    monkeypatch.setattr(mod, name, lambda *a, n=name: calls.append(n))
+  again = experiment.run(c, str(tmp_path))
+  assert calls == []
+  assert again['tables'] == metrics['tables']
+  assert np.isclose(
+    again['summary']['cpgba_GSL_asr'], s['cpgba_GSL_asr'], rtol=0, atol=0
+  )

@@ -107,14 +107,14 @@ def test_fit_classifier_learns_separable_graph_and_rejects_bad_labels():
   mask[::4] = 1
   model = models.build_model('gcn', 2, 8, 2, seed=0)
   model, info = train.fit_classifier(
-    model, g, y, mask, epochs=100, lr=0.05, weight_decay=0.0, seed=0
+    model, g, y, mask, epochs=100, learning_rate=0.05, weight_decay=0.0, seed=0
   )
   assert info['losses'][-1] < info['losses'][0]
   acc = train.masked_accuracy(train.predict(model, g), y, 1 - mask)
   assert float(acc) > 0.9
   with pytest.raises(ValueError, match='labels shape'):
     train.fit_classifier(
-      model, g, y[:5], mask, epochs=1, lr=0.1, weight_decay=0, seed=0
+      model, g, y[:5], mask, epochs=1, learning_rate=0.1, weight_decay=0, seed=0
     )
 
 
@@ -148,7 +148,7 @@ def test_gcn_reaches_published_accuracy_on_cora():
       ds.labels,
       split.mask('train', n),
       epochs=200,
-      lr=0.01,
+      learning_rate=0.01,
       weight_decay=5e-4,
       seed=seed,
       val_mask=split.mask('val', n),

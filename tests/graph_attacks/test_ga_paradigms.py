@@ -85,7 +85,7 @@ def test_prompt_trains_only_prompt_and_head(kind):
   s, r = graph_lib.undirected_edges(np.arange(19), np.arange(1, 20), 20)
   g = graph_lib.make_graph(x, s, r)
   gnn = prompt.pretrain_edge_prediction(
-    g, hidden=8, num_layers=2, epochs=5, lr=0.01, seed=0
+    g, hidden=8, n_layers=2, epochs=5, learning_rate=0.01, seed=0
   )
   before = jax.tree.map(np.array, nnx.state(gnn))
   model = prompt.fit_prompt(
@@ -96,7 +96,7 @@ def test_prompt_trains_only_prompt_and_head(kind):
     2,
     kind=kind,
     epochs=60,
-    lr=0.05,
+    learning_rate=0.05,
     weight_decay=0.0,
     seed=0,
   )

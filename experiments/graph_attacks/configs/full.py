@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.project_dim = 0
   c.project_epochs = 200
   c.pretrain = ml_collections.ConfigDict(
-    dict(hidden=64, num_layers=2, epochs=200, lr=0.01)
+    dict(hidden=64, n_layers=2, epochs=200, learning_rate=0.01)
   )
   c.attack = ml_collections.ConfigDict(
     dict(
@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
       generator=dict(
         epochs=80,
         inner_steps=5,
-        lr=1e-3,
+        learning_rate=1e-3,
         lambda_homo=50.0,
         homo_tau=0.5,
         detector_hidden=64,
@@ -52,8 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
         label_centers=100,
         epochs=80,
         inner_steps=5,
-        lr=1e-3,
-        lr_prompt=1e-2,
+        learning_rate=1e-3,
+        prompt_learning_rate=1e-2,
         lambda_homo=10.0,
         homo_tau=0.5,
       ),
@@ -64,22 +64,22 @@ def get_config() -> ml_collections.ConfigDict:
       hidden=64,
       dropout=0.5,
       epochs=200,
-      lr=0.01,
+      learning_rate=0.01,
       weight_decay=5e-4,
       grace=dict(
         hidden=64,
         proj=64,
         epochs=100,
-        lr=1e-3,
+        learning_rate=1e-3,
         weight_decay=1e-5,
         p_edge=(0.2, 0.4),
         p_feat=(0.3, 0.4),
         tau=0.4,
         probe_epochs=200,
-        probe_lr=0.01,
+        probe_learning_rate=0.01,
         probe_weight_decay=1e-4,
       ),
-      prompt=dict(epochs=300, lr=0.01, weight_decay=0.0),
+      prompt=dict(epochs=300, learning_rate=0.01, weight_decay=0.0),
       rigbd=dict(passes=10, drop_rate=0.5, retrain_epochs=200),
     )
   )

@@ -18,34 +18,34 @@ def get_config():
   c.defence_paradigms = ('gcn', 'gat', 'sage', 'grace')
   c.project_dim = 1433
   c.project_epochs = 1000
-  c.pretrain.update(dict(hidden=128, num_layers=3, epochs=1000))
+  c.pretrain.update(dict(hidden=128, n_layers=3, epochs=1000))
   a = c.attack
   a.num_poison = 50
   a.outer_size = 512
   a.surrogate_hidden = 128
   a.surrogate_epochs = 400
-  a.generator.update(dict(epochs=400, inner_steps=1, lr=1e-3))
+  a.generator.update(dict(epochs=400, inner_steps=1, learning_rate=1e-3))
   a.cpgba.update(
     dict(
       num_triggers=350,
       max_subgraphs=None,
       homo_hidden=128,
       epochs=400,
-      lr=5e-4,
+      learning_rate=5e-4,
       lambda_homo=10.0,
     )
   )
   v = c.victim
   v.hidden = 128
   v.epochs = 1000
-  v.lr = 5e-4
+  v.learning_rate = 5e-4
   v.grace.update(
     dict(
       hidden=256,
       proj=256,
       epochs=1000,
       probe_epochs=1000,
-      probe_lr=1e-3,
+      probe_learning_rate=1e-3,
       probe_weight_decay=0.1,
       p_edge=(0.1, 0.5),
       p_feat=(0.1, 0.5),
