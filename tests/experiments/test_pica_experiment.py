@@ -8,13 +8,17 @@ from common.report import schema
 from experiments.pica.configs import default
 from experiments.pica.configs import paper
 from experiments.pica.configs import tiny
+from pica import config as config_lib
 from pica import experiment
+from pica.stages import context
 
 
 def test_configs_build():
   for mod in (tiny, default, paper):
     c = mod.get_config()
     assert c.rollout.max_turns >= c.world.max_hops
+    if mod is not paper:
+      config_lib.resolve(c)  # every field known and in range
   p = paper.get_config()
   assert p.rollout.max_turns == 5 and p.rollout.topk == 3
   assert p.rl.epsilon_high == 0.28 and p.reward.coef == 1.3
@@ -27,11 +31,20 @@ def test_setup_rejects_too_few_turns():
   c = tiny.get_config()
   c.rollout.max_turns = 1
   with pytest.raises(ValueError, match='max_turns=1 < world max_hops=3'):
-    experiment._Setup(c)
+    context.Context(config_lib.resolve(c))
+
+
+def test_run_rejects_a_typo_before_work(tmp_path):
+  c = tiny.get_config()
+  with c.unlocked():
+    c.hazard.lerning_rate = 1e-3
+  with pytest.raises(ValueError, match=r'unknown field\(s\) hazard.lerning'):
+    experiment.run(c, str(tmp_path))
+  assert not any(tmp_path.iterdir())  # nothing was written
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_valid_metrics(tmp_path):
+def test_tiny_run_writes_valid_metrics_and_resumes(tmp_path):
   m = experiment.run(tiny.get_config(), str(tmp_path))
   on_disk = json.loads((tmp_path / 'metrics.json').read_text())
   schema.validate_metrics(on_disk, 'metrics.json')
@@ -40,6 +53,16 @@ def test_tiny_run_writes_valid_metrics(tmp_path):
   assert set(rows) == {'test_1hop', 'test_2hop', 'test_3hop', 'compositional'}
   for r in rows.values():
     assert all(0.0 <= x <= 1.0 for x in r[1:4])
-  assert m['summary']['hazard_trajectories'] == 8
+  s = m['summary']
+  assert s['hazard_trajectories'] == 8
+  # The effect tiny shows: 3 CRM steps lower the hazard model's loss on
+  # held-out trajectories (measured 1.30 -> 0.93 on 1 and on 8 devices).
+  start, end = s['hazard_heldout_crm_loss_start'], s['hazard_heldout_crm_loss']
+  assert end < 0.85 * start, (start, end)
   series = m['curves'][0]['series']
-  assert set(series) == {'outcome', 'pica'} and len(series['pica']['x']) == 2
+  assert set(series) == {'outcome', 'pica'} and series['pica']['x'] == [1, 2]
+  for stage in ('sft', 'hazard', 'rl_outcome', 'rl_pica'):
+    assert (tmp_path / stage / 'checkpoints').is_dir(), stage
+  # a second call finds every stage finished and gives the same numbers
+  again = experiment.run(tiny.get_config(), str(tmp_path))
+  assert again['tables'] == m['tables'] and again['curves'] == m['curves']

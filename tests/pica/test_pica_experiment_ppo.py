@@ -19,7 +19,9 @@ def test_algorithm_configs():
 def test_unknown_algorithm_is_rejected(tmp_path):
   c = tiny.get_config()
   c.rl.algorithm = 'reinforce'
-  with pytest.raises(ValueError, match='rl.algorithm must be one of'):
+  with pytest.raises(
+    ValueError, match=r"rl.algorithm='reinforce'; allowed: \('grpo', 'ppo'\)"
+  ):
     experiment.run(c, str(tmp_path))
 
 

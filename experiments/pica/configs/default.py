@@ -41,8 +41,19 @@ def get_config() -> ml_collections.ConfigDict:
       'max_seq_len': 256,
     }
   )
+  # Training stages: Adam after global-norm clipping at 1.0, constant
+  # learning_rate after a linear warmup of warmup_steps (pica.stages);
+  # each stage checkpoints every checkpoint_every steps and at its end,
+  # and a rerun with the same workdir resumes.
   c.sft = ml_collections.ConfigDict(
-    {'steps': 300, 'batch_size': 32, 'learning_rate': 3e-3, 'log_every': 20}
+    {
+      'steps': 300,
+      'batch_size': 32,
+      'learning_rate': 3e-3,
+      'warmup_steps': 0,
+      'log_every': 20,
+      'checkpoint_every': 100,
+    }
   )
   c.hazard = ml_collections.ConfigDict(
     {
@@ -52,10 +63,16 @@ def get_config() -> ml_collections.ConfigDict:
       'steps': 150,
       'batch_size': 32,
       'learning_rate': 1e-3,
+      'warmup_steps': 0,
       'neg_weight': 1.0,
       'mono_weight': 1.0,
       'margin': 0.05,
       'log_every': 10,
+      'checkpoint_every': 50,
+      # further train questions (x samples_per_question rollouts) for the
+      # held-out CRM loss, at the start, every eval_every steps, the end
+      'eval_questions': 32,
+      'eval_every': 50,
     }
   )
   # pica.rewards.RewardConfig fields (PiCA's released values).
@@ -78,6 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
       'prompts_per_step': 8,
       'num_generations': 5,
       'learning_rate': 3e-4,
+      'warmup_steps': 0,
+      'log_every': 1,
+      'checkpoint_every': 10,
       'epsilon': 0.2,
       'epsilon_high': 0.28,
       'beta': 0.001,

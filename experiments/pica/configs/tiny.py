@@ -26,13 +26,16 @@ def get_config():
       'steps': 3,
       'batch_size': 8,
       'log_every': 1,
+      'eval_questions': 4,
+      'eval_every': None,
     }
   )
   # GRPO here so the tiny run covers it; tests run PPO on tiny separately.
+  # 4 x 2 = 8 rows: the batch splits over the tests' 8 CPU devices.
   c.rl.update(
     {
       'steps': 2,
-      'prompts_per_step': 2,
+      'prompts_per_step': 4,
       'num_generations': 2,
       'algorithm': 'grpo',
     }

@@ -1,0 +1,258 @@
+"""The experiment config: its fields, their defaults, and up-front checks.
+
+`resolve(config)` checks every field of a `pica.experiment.run` config
+before any work starts and returns an unlocked copy with the optional
+fields filled in. Unknown fields (a typo such as `rl.lerning_rate`), wrong
+types and out-of-range values raise `ValueError` naming the field, the
+value and what is allowed.
+
+Sections backed by a dataclass are checked against its fields and then
+built once (`world` -> `common.synthetic.KnowledgeWorldConfig`, `rollout`
+-> `pica.rollout.RolloutConfig`, `model` -> `common.models.get_preset`,
+`reward` -> `pica.rewards.RewardConfig`), so their own range checks run
+here too. The training sections follow the project's conventions:
+`learning_rate`, `warmup_steps` (a linear warmup from 0, then constant),
+`steps`, `log_every`, `checkpoint_every`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from common import synthetic
+from common.models import config as model_config
+from pica import ppo
+from pica import rewards
+from pica import rollout as rollout_lib
+
+ARMS = ('outcome', 'pica')
+RL_ALGORITHMS = ('grpo', 'ppo')
+REQUIRED = object()
+
+# Checkers: (name, value) -> None, raising ValueError.
+
+
+def _int(low: int, allow_none: bool = False):
+  def check(name, v):
+    if v is None and allow_none:
+      return
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
+      extra = ' or None' if allow_none else ''
+      raise ValueError(f'config.{name}={v!r}; allowed: an int >= {low}{extra}')
+
+  return check
+
+
+def _float(low: float, low_open: bool = False, high: float | None = None):
+  def check(name, v):
+    ok = (
+      not isinstance(v, bool)
+      and isinstance(v, int | float | np.floating | np.integer)
+      and math.isfinite(v)
+      and (v > low if low_open else v >= low)
+      and (high is None or v <= high)
+    )
+    if not ok:
+      rng = f'{">" if low_open else ">="} {low}'
+      if high is not None:
+        rng += f' and <= {high}'
+      raise ValueError(f'config.{name}={v!r}; allowed: a finite number {rng}')
+
+  return check
+
+
+def _choice(options):
+  def check(name, v):
+    if v not in options:
+      raise ValueError(f'config.{name}={v!r}; allowed: {options}')
+
+  return check
+
+
+def _str(name, v):
+  if not isinstance(v, str):
+    raise ValueError(f'config.{name}={v!r}; allowed: a string')
+
+
+def _opt_float(low: float):
+  inner = _float(low)
+
+  def check(name, v):
+    if v is not None:
+      inner(name, v)
+
+  return check
+
+
+_STEPS = {
+  'steps': (REQUIRED, _int(0)),
+  'learning_rate': (REQUIRED, _float(0.0, low_open=True)),
+  'warmup_steps': (0, _int(0)),
+  'log_every': (1, _int(1)),
+  'checkpoint_every': (None, _int(1, allow_none=True)),
+}
+
+# section -> {field: (default or REQUIRED, checker)}
+SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
+  'sft': {
+    **_STEPS,
+    'batch_size': (REQUIRED, _int(1)),
+  },
+  'hazard': {
+    **_STEPS,
+    'num_questions': (REQUIRED, _int(1)),
+    'samples_per_question': (REQUIRED, _int(1)),
+    'rollout_batch': (REQUIRED, _int(1)),
+    'batch_size': (REQUIRED, _int(1)),
+    'neg_weight': (1.0, _float(0.0)),
+    'mono_weight': (1.0, _float(0.0)),
+    'margin': (0.05, _float(0.0)),
+    # questions (disjoint from the training ones) whose rollouts measure
+    # the CRM loss on held-out trajectories; 0 = no held-out evaluation
+    'eval_questions': (0, _int(0)),
+    'eval_every': (None, _int(1, allow_none=True)),
+  },
+  'rl': {
+    **_STEPS,
+    'prompts_per_step': (REQUIRED, _int(1)),
+    'num_generations': (REQUIRED, _int(2)),
+    'epsilon': (0.2, _float(0.0)),
+    'epsilon_high': (None, _opt_float(0.0)),
+    'beta': (0.0, _float(0.0)),
+    'algorithm': ('grpo', _choice(RL_ALGORITHMS)),
+    # PPO only (ignored by 'grpo'):
+    'critic_learning_rate': (None, _opt_float(0.0)),
+    'cliprange_value': (0.5, _opt_float(0.0)),
+    'gamma': (1.0, _float(0.0, high=1.0)),
+    'lam': (1.0, _float(0.0, high=1.0)),
+    'entropy_coef': (0.0, _float(0.0)),
+    'gae_mask': ('response', _choice(ppo.GAE_MASKS)),
+  },
+  'eval': {
+    'num_questions': (REQUIRED, _int(1)),
+    'batch_size': (REQUIRED, _int(1)),
+  },
+}
+
+# top-level scalars
+TOP = {
+  'name': ('custom', _str),
+  'seed': (0, _int(0)),
+  'max_prompt_len': (REQUIRED, _int(1)),
+}
+# sections checked against a dataclass
+DATACLASS_SECTIONS = ('world', 'rollout', 'model', 'reward')
+# accepted, but `run` refuses them (file datasets are not wired yet)
+UNWIRED = ('data', 'hf_model_dir')
+
+
+def _plain(section) -> dict[str, Any]:
+  if isinstance(section, ml_collections.ConfigDict):
+    return section.to_dict()
+  if isinstance(section, dict):
+    return dict(section)
+  raise ValueError(
+    f'config section must be a ConfigDict or dict, got {type(section)}'
+  )
+
+
+def _check_keys(where: str, got, allowed) -> None:
+  unknown = sorted(set(got) - set(allowed))
+  if unknown:
+    raise ValueError(
+      f'unknown field(s) {", ".join(f"{where}.{k}" for k in unknown)}; '
+      f'allowed in {where}: {", ".join(sorted(allowed))}'
+    )
+
+
+def _fields(cls) -> list[str]:
+  return [f.name for f in dataclasses.fields(cls)]
+
+
+def _check_dataclass_sections(c: dict[str, Any]) -> None:
+  world = _plain(c['world'])
+  _check_keys(
+    'world', world, [f for f in _fields(synthetic.KnowledgeWorldConfig)]
+  )
+  if 'seed' in world:
+    raise ValueError('config.world.seed is set from config.seed; remove it')
+  try:
+    synthetic.KnowledgeWorldConfig(seed=c['seed'], **world)
+  except TypeError as e:
+    raise ValueError(f'config.world: {e}') from e
+  ro = _plain(c['rollout'])
+  _check_keys('rollout', ro, _fields(rollout_lib.RolloutConfig))
+  rollout_lib.RolloutConfig(**ro)
+  model = _plain(c['model'])
+  allowed = ['preset'] + [
+    f for f in _fields(model_config.LMConfig) if f != 'vocab_size'
+  ]
+  _check_keys('model', model, allowed)
+  preset = model.pop('preset', None)
+  if preset not in model_config.PRESETS:
+    raise ValueError(
+      f'config.model.preset={preset!r}; allowed: {sorted(model_config.PRESETS)}'
+    )
+  model_config.get_preset(preset, vocab_size=1000, **model)
+  rw = _plain(c['reward'])
+  _check_keys('reward', rw, _fields(rewards.RewardConfig))
+  rewards.RewardConfig(**rw)
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Checks `config` and returns a copy with the optional fields filled.
+
+  Raises:
+    ValueError: an unknown field, a missing required field, a value of the
+      wrong type or out of range, or `data` / `hf_model_dir` (file datasets
+      with a Hugging Face model are not wired into `run` yet).
+  """
+  c = _plain(config)
+  allowed = list(TOP) + list(SECTIONS) + list(DATACLASS_SECTIONS) + [*UNWIRED]
+  _check_keys('config', c, allowed)
+  if c.get('data') is not None or c.get('hf_model_dir'):
+    raise ValueError(
+      'pica.experiment.run trains on the embedded knowledge world only; '
+      'file datasets (config.data) with a Hugging Face model '
+      '(config.hf_model_dir) are not wired yet. Remove both keys, or use '
+      'pica.data / pica.retriever / common.models.load_hf directly.'
+    )
+  out: dict[str, Any] = {}
+  for name, (default, check) in TOP.items():
+    v = c.get(name, default)
+    if v is REQUIRED:
+      raise ValueError(f'config.{name} is required')
+    check(name, v)
+    out[name] = v
+  for name in DATACLASS_SECTIONS:
+    if name not in c:
+      raise ValueError(f'config.{name} is required')
+  for section, fields in SECTIONS.items():
+    if section not in c:
+      raise ValueError(f'config.{section} is required')
+    got = _plain(c[section])
+    _check_keys(section, got, fields)
+    filled = {}
+    for name, (default, check) in fields.items():
+      v = got.get(name, default)
+      if v is REQUIRED:
+        raise ValueError(f'config.{section}.{name} is required')
+      check(f'{section}.{name}', v)
+      filled[name] = v
+    out[section] = filled
+  if (
+    out['rl']['algorithm'] == 'ppo'
+    and out['rl']['critic_learning_rate'] is None
+  ):
+    raise ValueError(
+      "config.rl.critic_learning_rate is required with rl.algorithm='ppo'"
+    )
+  _check_dataclass_sections({**c, 'seed': out['seed']})
+  for name in DATACLASS_SECTIONS:
+    out[name] = _plain(c[name])
+  return ml_collections.ConfigDict(out)

@@ -1,0 +1,172 @@
+"""Stage 2: the hazard (CRM) reward model, on `common.train.fit`.
+
+G rollouts per sampled train question from the SFT policy are labelled by
+`pica.pivots` (golden decompositions), placeholders are inserted after each
+served `</search>` (`pica.hazard.insert_placeholders`), and a
+`pica.hazard.HazardModel` whose backbone starts from the SFT policy is
+trained with the CRM loss. With `hazard.eval_questions > 0`, rollouts of
+as many further train questions (disjoint from the training ones) give a
+held-out CRM loss and step accuracy, evaluated at the start, every
+`hazard.eval_every` steps and at the end.
+
+The rollouts are a deterministic function of the SFT parameters and the
+seed, so a resumed stage rebuilds the same data; batch `s` is a pure
+function of `s`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from common import models
+from common import train
+from pica import hazard
+from pica import pivots
+from pica.stages import context as context_lib
+from pica.stages import optimizer
+
+
+def collect(
+  ctx: context_lib.Context, policy_params, questions, key: jax.Array
+) -> dict[str, np.ndarray]:
+  """Labelled hazard inputs of rollouts of `questions` (batched).
+
+  Returns:
+    `{'tokens', 'mask', 'positions', 'valid', 'labels'}`, numpy arrays
+    with one row per question (`insert_placeholders` +
+    `pivots.label_arrays`).
+  """
+  c = ctx.config.hazard
+  s = ctx.rollout_cfg.max_turns + 1
+  batches = []
+  for start in range(0, len(questions), c.rollout_batch):
+    chunk = questions[start : start + c.rollout_batch]
+    ro = ctx.rollout(policy_params, chunk, jax.random.fold_in(key, start))
+    ok = context_lib.success(ro.texts, chunk)
+    anns = [
+      pivots.annotate(q['decomposition'], bool(k), retrieved_ids=ids)
+      for q, k, ids in zip(chunk, ok, ro.retrieved, strict=True)
+    ]
+    lab = pivots.label_arrays(anns, s)
+    hi = hazard.insert_placeholders(
+      ro.prompt_tokens,
+      ro.prompt_mask,
+      ro.tokens,
+      ro.response_mask,
+      ro.search_ends,
+      ctx.placeholder_id,
+      ctx.tok.pad_id,
+      ctx.tok.unk_id,
+    )
+    batches.append(
+      {
+        'tokens': hi.tokens,
+        'mask': hi.mask,
+        'positions': hi.positions,
+        'valid': hi.valid & lab['valid'],
+        'labels': lab['labels'],
+      }
+    )
+  return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _crm_eval(graphdef, params, batch, loss_kwargs):
+  """Held-out CRM loss and step accuracy (loss weights traced)."""
+  loss, m = hazard.make_hazard_loss(graphdef, **loss_kwargs)(params, batch)
+  return {'crm_loss': loss, 'step_accuracy': m['step_accuracy']}
+
+
+def _plan(ctx: context_lib.Context):
+  """Training questions, held-out questions and each step's rows."""
+  c = ctx.config.hazard
+  n_train = len(ctx.train_qs)
+  rng = np.random.default_rng([ctx.config.seed, 2])
+  idx = rng.choice(n_train, c.num_questions, replace=False)
+  n = c.num_questions * c.samples_per_question
+  rows = [
+    rng.choice(n, min(c.batch_size, n), replace=False) for _ in range(c.steps)
+  ]
+  rest = np.setdiff1d(np.arange(n_train), idx)
+  held = np.random.default_rng([ctx.config.seed, 4]).choice(
+    rest, c.eval_questions, replace=False
+  )
+  g = c.samples_per_question
+  train_qs = [ctx.train_qs[i] for i in idx for _ in range(g)]
+  eval_qs = [ctx.train_qs[i] for i in held for _ in range(g)]
+  return train_qs, eval_qs, rows
+
+
+def train_hazard(
+  ctx: context_lib.Context,
+  policy_params,
+  workdir: str | os.PathLike,
+  num_steps: int | None = None,
+) -> tuple[nnx.GraphDef, Any, list[dict[str, Any]], dict[str, float]]:
+  """Collects the rollouts and runs (or resumes) CRM training.
+
+  Args:
+    ctx: the run's context.
+    policy_params: the SFT policy (samples the rollouts, initialises the
+      backbone).
+    workdir: the stage's folder (checkpoints, metrics.jsonl).
+    num_steps: stop after this many steps (default and at most
+      `hazard.steps`); a later call resumes from there.
+
+  Returns:
+    `(graphdef, params, history, stats)`: the hazard model, `fit`'s
+    records (`loss` = CRM loss, `step_accuracy`, ..., `eval_crm_loss`,
+    `eval_step_accuracy` with held-out questions) and `{'trajectories',
+    'negative_fraction'}` of the training rollouts.
+  """
+  c = ctx.config.hazard
+  key = jax.random.fold_in(ctx.key, 1)
+  train_qs, eval_qs, rows = _plan(ctx)
+  data = collect(ctx, policy_params, train_qs, key)
+  neg = np.asarray(hazard.is_negative(data['labels'], data['valid']))
+  backbone = models.merge(ctx.graphdef, policy_params)
+  hz = hazard.HazardModel(backbone, rngs=nnx.Rngs(ctx.config.seed + 7))
+  h_graph, h_params = models.split(hz)
+  loss_kwargs = {
+    'neg_weight': c.neg_weight,
+    'mono_weight': c.mono_weight,
+    'margin': c.margin,
+  }
+  tx = optimizer.adam(c.learning_rate, c.warmup_steps)
+  step_fn = train.make_train_step(
+    hazard.make_hazard_loss(h_graph, **loss_kwargs), tx, has_aux=True
+  )
+  eval_fn = None
+  if eval_qs:
+    held = collect(ctx, policy_params, eval_qs, jax.random.fold_in(ctx.key, 3))
+
+    def eval_fn(state):
+      out = _crm_eval(h_graph, state.params, held, loss_kwargs)
+      return {k: float(v) for k, v in out.items()}
+
+  state = train.TrainState.create(h_params, tx, rng=ctx.config.seed)
+  state, history = train.fit(
+    state,
+    step_fn,
+    lambda s: {k: v[rows[s]] for k, v in data.items()},
+    num_steps=context_lib.stage_steps(num_steps, c.steps, 'hazard'),
+    workdir=workdir,
+    mesh=ctx.mesh,
+    checkpoint_every=c.checkpoint_every,
+    log_every=c.log_every,
+    eval_fn=eval_fn,
+    eval_every=c.eval_every,
+    eval_at_start=True,
+    progress=False,
+  )
+  stats = {
+    'trajectories': len(data['tokens']),
+    'negative_fraction': float(neg.mean()),
+  }
+  return h_graph, state.params, history, stats
