@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import types
 
 import jax.numpy as jnp
 import ml_collections
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from common import metrics
+from common.metrics import progress
 
 
 def test_writer_jsonl_records_and_conversion(tmp_path):
@@ -145,7 +147,13 @@ def test_progress_bar_default_enabling():
   assert metrics.progress_bar(500, initial=450).disable
 
 
-def test_stopwatch_rate():
-  sw = metrics.Stopwatch(step=10)
-  rate = sw.lap(step=20)
-  assert rate > 0 and sw.elapsed() > 0
+def test_stopwatch_rate(monkeypatch):
+  # A scripted clock: the rate is steps over seconds since the last lap.
+  clock = iter([100.0, 102.0, 103.0, 104.5])
+  monkeypatch.setattr(
+    progress, 'time', types.SimpleNamespace(perf_counter=lambda: next(clock))
+  )
+  sw = metrics.Stopwatch(step=10)  # t = 100
+  assert sw.lap(step=20) == 5.0  # 10 steps in 2 s
+  assert sw.elapsed() == 3.0  # t = 103, since construction
+  assert sw.lap(step=23) == 1.2  # 3 steps in 2.5 s since the last lap

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from common import rl
+from tests import tolerances as tol
 
 REWARDS = jnp.array([1.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0])
 
@@ -16,15 +17,14 @@ def test_group_advantages_group_scaling():
   # Group 1: mean 0.25, Bessel std 0.5 -> [1.5, -0.5, -0.5, -0.5];
   # group 2 has equal rewards -> 0.
   adv = rl.group_advantages(REWARDS, num_generations=4)
-  np.testing.assert_allclose(
-    adv, [1.5, -0.5, -0.5, -0.5, 0, 0, 0, 0], rtol=1e-5
-  )
+  # Mean, sqrt of a variance, division (+ eps 1e-6 in the std): a few ops.
+  tol.assert_close(adv, [1.5, -0.5, -0.5, -0.5, 0, 0, 0, 0], tol.FEW_OPS)
 
 
 def test_group_advantages_population_std():
   adv = rl.group_advantages(REWARDS, 4, ddof=0, eps=0.0)
   std = math.sqrt(0.75 / 4)
-  np.testing.assert_allclose(adv[:2], [0.75 / std, -0.25 / std], rtol=1e-6)
+  tol.assert_close(adv[:2], [0.75 / std, -0.25 / std], tol.FEW_OPS)
 
 
 def test_group_advantages_batch_and_none_scaling():
@@ -32,24 +32,21 @@ def test_group_advantages_batch_and_none_scaling():
   # 1/64 + 3 * 81/64 + 4 * 49/64 = 6.875, so std = sqrt(6.875 / 7).
   adv = rl.group_advantages(REWARDS, 4, scale_rewards='batch')
   std = math.sqrt(6.875 / 7)
-  np.testing.assert_allclose(
-    adv, np.array([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]) / std, rtol=1e-5
+  tol.assert_close(
+    adv, np.array([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]) / std, tol.FEW_OPS
   )
   none = rl.group_advantages(REWARDS, 4, scale_rewards='none')
-  np.testing.assert_allclose(none, [0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0])
-  np.testing.assert_allclose(rl.dr_grpo_advantages(REWARDS, 4), none)
+  # r - mean of dyadic rewards: exact in float32.
+  np.testing.assert_array_equal(none, [0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0])
+  np.testing.assert_array_equal(rl.dr_grpo_advantages(REWARDS, 4), none)
 
 
 def test_rloo_advantages():
   adv = rl.rloo_advantages(REWARDS, 4)
   third = 1.0 / 3.0
-  np.testing.assert_allclose(
-    adv, [1.0, -third, -third, -third, 0, 0, 0, 0], rtol=1e-6
-  )
+  tol.assert_close(adv, [1.0, -third, -third, -third, 0, 0, 0, 0])
   # Identity: RLOO = G / (G - 1) * (r - group mean).
-  np.testing.assert_allclose(
-    adv, 4 / 3 * rl.dr_grpo_advantages(REWARDS, 4), rtol=1e-6
-  )
+  tol.assert_close(adv, 4 / 3 * rl.dr_grpo_advantages(REWARDS, 4))
 
 
 def test_group_advantages_errors():
@@ -69,16 +66,17 @@ def test_group_advantages_jit_and_vmap():
   stacked = jnp.stack([REWARDS, 2 * REWARDS])
   fn = lambda r: rl.group_advantages(r, 4)
   out = jax.jit(jax.vmap(fn))(stacked)
-  np.testing.assert_allclose(out[0], fn(REWARDS), rtol=1e-6)
-  # Scaling rewards by 2 leaves group-normalised advantages unchanged.
-  np.testing.assert_allclose(out[1], out[0], rtol=1e-5)
+  tol.assert_close(out[0], fn(REWARDS), tol.FEW_OPS)
+  # Scaling rewards by 2 leaves group-normalised advantages unchanged (up to
+  # the std's eps, 1e-6 relative to a std of 0.5).
+  tol.assert_close(out[1], out[0], tol.FEW_OPS)
 
 
 def test_broadcast_to_tokens():
   out = rl.broadcast_to_tokens(
     jnp.array([2.0, -1.0]), jnp.array([[1, 1, 0], [0, 1, 1]])
   )
-  np.testing.assert_allclose(out, [[2, 2, 0], [0, -1, -1]])
+  np.testing.assert_array_equal(out, [[2, 2, 0], [0, -1, -1]])  # a copy
   with pytest.raises(ValueError, match='disagree on B'):
     rl.broadcast_to_tokens(jnp.zeros(3), jnp.ones((2, 4)))
 
@@ -87,14 +85,11 @@ def test_whiten_masked():
   x = jnp.array([[1.0, 2.0, 3.0, jnp.nan]])
   mask = jnp.array([[1, 1, 1, 0]])
   # Mean 2, Bessel variance 1.
-  np.testing.assert_allclose(rl.whiten(x, mask), [[-1, 0, 1, 0]], atol=1e-6)
-  np.testing.assert_allclose(
-    rl.whiten(x, mask, shift_mean=False), [[1, 2, 3, 0]], atol=1e-6
-  )
-  np.testing.assert_allclose(rl.masked_var(x, mask), 1.0, rtol=1e-6)
-  np.testing.assert_allclose(
-    rl.masked_var(x, mask, unbiased=False), 2 / 3, rtol=1e-6
-  )
+  # Whitening multiplies by rsqrt(var + 1e-8): rounding on values of size 3.
+  tol.assert_close(rl.whiten(x, mask), [[-1, 0, 1, 0]])
+  tol.assert_close(rl.whiten(x, mask, shift_mean=False), [[1, 2, 3, 0]])
+  tol.assert_close(rl.masked_var(x, mask), 1.0)
+  tol.assert_close(rl.masked_var(x, mask, unbiased=False), 2 / 3)
 
 
 # GAE hand case: gamma 0.9, lam 0.8 (gamma * lam = 0.72).
@@ -109,10 +104,9 @@ def test_gae_masked_tail_stops_bootstrapping():
   values = jnp.array([[0.5, 0.6, 0.7, jnp.nan]])
   mask = jnp.array([[1, 1, 1, 0]])
   adv, ret = rl.gae_advantages(rewards, values, mask, gamma=0.9, lam=0.8)
-  np.testing.assert_allclose(adv, [GAE_ADV + [0.0]], rtol=1e-5)
-  np.testing.assert_allclose(
-    ret, [[0.71712, 0.846, 1.0, 0.0]], rtol=1e-5, atol=1e-7
-  )
+  # A 3-step recursion: float32 rounding of O(1) terms.
+  tol.assert_close(adv, [GAE_ADV + [0.0]])
+  tol.assert_close(ret, [[0.71712, 0.846, 1.0, 0.0]])
 
 
 def test_gae_skips_interior_masked_tokens():
@@ -120,9 +114,7 @@ def test_gae_skips_interior_masked_tokens():
   values = jnp.array([[0.5, jnp.inf, 0.6, 0.7]])
   mask = jnp.array([[1, 0, 1, 1]])
   adv, _ = rl.gae_advantages(rewards, values, mask, gamma=0.9, lam=0.8)
-  np.testing.assert_allclose(
-    adv, [[GAE_ADV[0], 0.0, GAE_ADV[1], GAE_ADV[2]]], rtol=1e-5
-  )
+  tol.assert_close(adv, [[GAE_ADV[0], 0.0, GAE_ADV[1], GAE_ADV[2]]])
 
 
 def test_gae_bootstrap_value_and_monte_carlo_identity():
@@ -133,8 +125,8 @@ def test_gae_bootstrap_value_and_monte_carlo_identity():
     rewards, values, mask, bootstrap_value=jnp.array([2.0])
   )
   # gamma = lam = 1: A_t = sum of future rewards + bootstrap - V_t.
-  np.testing.assert_allclose(adv, [[2.5, 2.6]], rtol=1e-6)
-  np.testing.assert_allclose(ret, [[3.0, 3.0]], rtol=1e-6)
+  tol.assert_close(adv, [[2.5, 2.6]])
+  tol.assert_close(ret, [[3.0, 3.0]])
 
 
 def _gae_reference(rewards, values, gamma, lam):
@@ -157,21 +149,19 @@ def test_gae_matches_loop_reference_and_vmap():
   adv, _ = jax.jit(
     lambda r, v: rl.gae_advantages(r, v, jnp.ones_like(r), 0.95, 0.9)
   )(rewards, values)
-  np.testing.assert_allclose(
-    adv, _gae_reference(rewards, values, 0.95, 0.9), rtol=1e-5, atol=1e-6
-  )
+  # 6-step recursion on O(1) normals vs a float64 loop.
+  tol.assert_close(adv, _gae_reference(rewards, values, 0.95, 0.9), tol.FEW_OPS)
   # Left-aligned padding of length 2: equals the loop on the first 4 tokens.
   mask = np.ones((3, 6)).astype(np.float32)
   mask[:, 4:] = 0
   fn = lambda r, v, m: rl.gae_advantages(r[None], v[None], m[None], 0.95, 0.9)
   adv_v, _ = jax.vmap(fn)(rewards, values, mask)
-  np.testing.assert_allclose(
+  tol.assert_close(
     adv_v[:, 0, :4],
     _gae_reference(rewards[:, :4], values[:, :4], 0.95, 0.9),
-    rtol=1e-5,
-    atol=1e-6,
+    tol.FEW_OPS,
   )
-  np.testing.assert_array_equal(adv_v[:, 0, 4:], 0.0)
+  np.testing.assert_array_equal(adv_v[:, 0, 4:], 0.0)  # masked: constant 0
 
 
 def test_gae_errors():
@@ -191,8 +181,8 @@ def test_group_normalize_pooled_and_single_entry():
   mask = jnp.array([[1, 1], [1, 0]])
   # Pool {1, 3, 5}: mean 3, population std sqrt(8/3).
   z = 2.0 / math.sqrt(8.0 / 3.0)
-  np.testing.assert_allclose(
-    rl.group_normalize(values, mask, 2), [[-z, 0], [z, 0]], rtol=1e-5
+  tol.assert_close(
+    rl.group_normalize(values, mask, 2), [[-z, 0], [z, 0]], tol.FEW_OPS
   )
   single = rl.group_normalize(
     jnp.array([[2.0, 7.0], [0.0, 0.0]]), jnp.array([[1, 0], [0, 0]]), 2
@@ -215,7 +205,8 @@ def test_turn_level_advantages_separate():
   z = 0.2 / math.sqrt(0.08 / 3)
   row0 = [0.0, 1 - 0.5 * z, 1 + z, 1 + z, 1.0, 0.0]
   row1 = [-1.0] * 6
-  np.testing.assert_allclose(adv, [row0, row1], rtol=1e-5, atol=1e-6)
+  # Two normalisations (sqrt, division) and a discounted sum.
+  tol.assert_close(adv, [row0, row1], tol.FEW_OPS)
 
 
 def test_turn_level_advantages_joint_matches_numpy():
@@ -238,7 +229,7 @@ def test_turn_level_advantages_joint_matches_numpy():
   row0 = [norm(0.2) + norm(0.6)] * 2 + [norm(0.6)] * 2 + [0.0]
   row0 = np.array(row0) + norm(1.0)
   row1 = np.array([norm(0.4)] * 3 + [0.0] * 2) + norm(0.0)
-  np.testing.assert_allclose(adv, [row0, row1], rtol=1e-5, atol=1e-6)
+  tol.assert_close(adv, [row0, row1], tol.FEW_OPS)
 
 
 def test_turn_level_advantages_layout_errors():
