@@ -59,7 +59,7 @@ class RecomputeSampler:
   """`Sampler`'s interface without a KV cache (full forward per token)."""
 
   def __init__(self, model: models.Transformer, capacity: int):
-    self.graphdef, self.params = nnx.split(model)
+    self.graphdef, self.params = models.split(model)
     self.capacity = capacity
     self._gen = jax.jit(self._generate, static_argnums=3)
 
@@ -83,7 +83,7 @@ class RecomputeSampler:
     return self._gen(self.params, state, rng, config)
 
   def _generate(self, params, state, rng, config):
-    model = nnx.merge(self.graphdef, params)
+    apply = models.apply_fn(self.graphdef)
     b, n = state.buffer.shape[0], config.max_new_tokens
     stops = jnp.asarray([s[-1] for s in config.stop_sequences] or [-1])
     eos = jnp.asarray(config.eos_ids or (-1,))
@@ -94,7 +94,7 @@ class RecomputeSampler:
 
     def body(carry):
       i, buf, valid, active, toks, logps, gmask, reason = carry
-      logits = model(buf, attention_mask=valid).logits
+      logits = apply(params, buf, valid)
       last = jnp.max(jnp.where(valid, cols, 0), axis=1)
       logits = jnp.take_along_axis(logits, last[:, None, None], 1)[:, 0]
       tok = filters.choose_tokens(
@@ -157,10 +157,8 @@ def _warm_start(model, tok, world, index, steps, batch):
     for q in qs
   ]
   data = sft.encode_sft(tok, prompts, traces, max_len=128)
-  graphdef, params = nnx.split(model)
-  loss_fn = sft.make_sft_loss(
-    lambda p, t, m: nnx.merge(graphdef, p)(t, attention_mask=m).logits
-  )
+  graphdef, params = models.split(model)
+  loss_fn = sft.make_sft_loss(models.apply_fn(graphdef))
   opt = optax.adam(3e-3)
   opt_state = opt.init(params)
 
@@ -176,7 +174,7 @@ def _warm_start(model, tok, world, index, steps, batch):
     params, opt_state = step(
       params, opt_state, {k: v[idx] for k, v in data.items()}
     )
-  return nnx.merge(graphdef, params)
+  return models.merge(graphdef, params)
 
 
 def _time(fn, repeats):
@@ -242,7 +240,7 @@ def main(argv=None):
   hz = hazard.HazardModel(
     models.Transformer(cfg, rngs=nnx.Rngs(1)), rngs=nnx.Rngs(2)
   )
-  h_graph, h_params = nnx.split(hz)
+  h_graph, h_params = models.split(hz)
   place = tok.token_id('<step>')
   rcfg_r = rewards.RewardConfig()
   gold = [q['golden_answers'] for q in qs]
@@ -250,7 +248,7 @@ def main(argv=None):
   @jax.jit
   def hazards(params, tokens, mask, pos):
     return jax.nn.sigmoid(
-      nnx.merge(h_graph, params).step_logits(tokens, mask, pos)
+      models.merge(h_graph, params).step_logits(tokens, mask, pos)
     )
 
   def reward_fn():
@@ -271,10 +269,8 @@ def main(argv=None):
     return jax.block_until_ready(r)
 
   t_rew, tok_rewards = _time(reward_fn, args.repeats)
-  graphdef, params = nnx.split(model)
-  loss_fn = policy_loss.make_policy_loss(
-    lambda p, t, m: nnx.merge(graphdef, p)(t, attention_mask=m).logits
-  )
+  graphdef, params = models.split(model)
+  loss_fn = policy_loss.make_policy_loss(models.apply_fn(graphdef))
   tx = optax.adam(1e-4)
   opt_state = tx.init(params)
   adv = jnp.cumsum(tok_rewards[:, ::-1], axis=1)[:, ::-1]  # returns-to-go

@@ -138,7 +138,7 @@ def test_value_model_alignment_and_no_sharing():
 
 def test_ppo_update_improves_both_objectives():
   graphdef, params, c_graph, c_params = _tiny_setup()
-  apply = lambda p, t, m: nnx.merge(graphdef, p)(t, attention_mask=m).logits
+  apply = models.apply_fn(graphdef)
   cfg = ppo.PPOConfig(beta=0.01)
   tokens = jax.random.randint(jax.random.key(3), (4, 10), 1, 11)
   attn = jnp.ones((4, 10), bool)

@@ -36,10 +36,8 @@ RESPONSES = [
 def _warm_start(model, tok):
   """A few SFT steps so that a random tiny model issues searches."""
   batch = sft.encode_sft(tok, PROMPTS[:3], RESPONSES, max_len=40)
-  graphdef, params = nnx.split(model)
-  loss_fn = sft.make_sft_loss(
-    lambda p, t, m: nnx.merge(graphdef, p)(t, attention_mask=m).logits
-  )
+  graphdef, params = models.split(model)
+  loss_fn = sft.make_sft_loss(models.apply_fn(graphdef))
   opt = optax.adam(1e-2)
   opt_state = opt.init(params)
 
@@ -51,7 +49,7 @@ def _warm_start(model, tok):
 
   for _ in range(25):
     params, opt_state = step(params, opt_state)
-  return nnx.merge(graphdef, params)
+  return models.merge(graphdef, params)
 
 
 @pytest.fixture(scope='module')
