@@ -73,10 +73,13 @@ def setup():
 
 
 def _assert_logprobs_close(got, want, logit_scale):
-  """Log-probs of two float32 programs through the model (KV cache vs full
-  recompute, or two paddings): a matmul chain and a softmax, so
-  `REDUCTION`; a log-prob `z_t - logsumexp(z)` carries the error of the
-  logits `z`, so the absolute floor scales with their magnitude."""
+  """Log-probs of two float32 programs through the model.
+
+  KV cache vs full recompute, or two paddings: a matmul chain and a
+  softmax, so `REDUCTION`; a log-prob `z_t - logsumexp(z)` carries the
+  error of the logits `z`, so the absolute floor scales with their
+  magnitude.
+  """
   tol.assert_close(got, want, tol.REDUCTION, scale=logit_scale)
 
 
