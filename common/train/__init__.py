@@ -7,8 +7,10 @@ Public API:
   TrainState, make_train_step: the checkpointable state and a standard
     gradient step for `fit`.
   Checkpointer: orbax CheckpointManager wrapper (save every N, resume).
-  fit, fit_on_policy, NonFiniteError, train_state_sharding: the training
-    loop, for supervised stages and for on-policy RL (rollout -> update).
+  fit, fit_on_policy, NonFiniteError, TrainingInterrupted,
+    train_state_sharding: the training loop, for supervised stages and for
+    on-policy RL (rollout -> update); Ctrl-C stops it at a step boundary
+    with a checkpoint.
   decode, make_evaluator, matches, starts_with (`lm_eval`): jit-able
     decoding from left-padded prompts and greedy exact-match / refusal
     evaluators over named prompt sets.
@@ -27,6 +29,7 @@ from common.train.lm_eval import matches
 from common.train.lm_eval import starts_with
 from common.train.loop import NonFiniteError
 from common.train.loop import RolloutFn
+from common.train.loop import TrainingInterrupted
 from common.train.loop import fit
 from common.train.loop import fit_on_policy
 from common.train.loop import train_state_sharding
@@ -52,6 +55,7 @@ __all__ = [
   'Checkpointer',
   'NonFiniteError',
   'TrainState',
+  'TrainingInterrupted',
   'abstract_like',
   'allow_slow_cpu_collectives',
   'batch_sharding',

@@ -19,9 +19,12 @@ history across resumes, metrics, NaN checks, mesh sharding) is shared.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pathlib
+import signal
+import threading
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +63,52 @@ class NonFiniteError(FloatingPointError):
       f'Non-finite metric {metric!r} = {value} at step {step} (the update '
       f'computed from batches({step - 1}){also}). {detail}'
     )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+  """Ctrl-C (SIGINT) stopped a loop at a step boundary, after a checkpoint.
+
+  Attributes:
+    step: the step whose checkpoint was saved; a rerun resumes from it.
+  """
+
+  def __init__(self, step: int, directory: Any):
+    self.step = step
+    super().__init__(
+      f'interrupted: stopped at step {step} with a checkpoint in '
+      f'{directory}; run the same command again to resume.'
+    )
+
+
+@contextlib.contextmanager
+def _stop_at_step_boundary():
+  """Turns the first SIGINT into a flag the loop reads between steps.
+
+  Yields a `threading.Event` that is set on Ctrl-C; a second Ctrl-C
+  interrupts at once (the default handler is back). Outside the main thread
+  signals cannot be caught, and the event is never set.
+  """
+  event = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield event
+    return
+  previous = signal.getsignal(signal.SIGINT)
+
+  def handler(signum, frame):
+    del signum, frame
+    event.set()
+    signal.signal(signal.SIGINT, previous)
+    logging.warning(
+      'Ctrl-C: stopping after this step with a checkpoint (Ctrl-C again '
+      'to stop at once).'
+    )
+
+  signal.signal(signal.SIGINT, handler)
+  try:
+    yield event
+  finally:
+    if signal.getsignal(signal.SIGINT) is handler:
+      signal.signal(signal.SIGINT, previous)
 
 
 def train_state_sharding(
@@ -466,6 +515,8 @@ def _run(
   stopwatch = metrics_lib.Stopwatch(step=start)
   pending: list[tuple[int, Any]] = []  # (step, device metrics) not checked
   window: list[dict[str, Any]] = []  # checked metrics not yet logged
+  stop = contextlib.ExitStack()
+  interrupted = stop.enter_context(_stop_at_step_boundary())
   try:
     if eval_at_start and eval_fn is not None and start == 0:
       record = writer.write(
@@ -480,8 +531,11 @@ def _run(
         step_metrics = _merge_metrics(step_metrics, rollout_metrics)
       pending.append((step, step_metrics))
       last = step == num_steps
-      do_log = step % log_every == 0 or last
-      do_ckpt = last or (checkpoint_every and step % checkpoint_every == 0)
+      halt = interrupted.is_set() and not last
+      do_log = step % log_every == 0 or last or halt
+      do_ckpt = (
+        last or halt or (checkpoint_every and step % checkpoint_every == 0)
+      )
       do_eval = eval_fn is not None and (
         last or (eval_every is not None and step % eval_every == 0)
       )
@@ -524,7 +578,11 @@ def _run(
       bar.update(step - bar.n)
       if 'loss' in record:
         bar.set_postfix(loss=f'{record["loss"]:.4g}')
+      if halt:
+        ckpt.wait()
+        raise TrainingInterrupted(step, ckpt.directory)
   finally:
+    stop.close()
     bar.close()
     writer.close()
   return state, history

@@ -1,5 +1,9 @@
 """Tests for `common.train.fit_on_policy`: rollouts that see the state."""
 
+import os
+import signal
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,3 +169,47 @@ def test_non_finite_rollout_metric_stops_the_run(problem, tmp_path):
       progress=False,
     )
   assert train.Checkpointer(tmp_path).latest_step() == 2
+
+
+@pytest.mark.skipif(
+  threading.current_thread() is not threading.main_thread(),
+  reason='signals reach only the main thread',
+)
+def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(problem, tmp_path):
+  kw = dict(num_steps=6, log_every=4, checkpoint_every=None, progress=False)
+  full, _ = train.fit_on_policy(
+    problem.make_state(),
+    problem.step_fn,
+    _rollout_from(problem, []),
+    workdir=tmp_path / 'a',
+    **kw,
+  )
+  inner = _rollout_from(problem, [])
+
+  def ctrl_c_during_step_2(state, step):
+    if step == 2:
+      os.kill(os.getpid(), signal.SIGINT)
+    return inner(state, step)
+
+  with pytest.raises(train.TrainingInterrupted, match='stopped at step 3'):
+    train.fit_on_policy(
+      problem.make_state(),
+      problem.step_fn,
+      ctrl_c_during_step_2,
+      workdir=tmp_path / 'b',
+      **kw,
+    )
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert train.Checkpointer(tmp_path / 'b').latest_step() == 3
+  log = []
+  resumed, hist = train.fit_on_policy(
+    problem.make_state(),
+    problem.step_fn,
+    _rollout_from(problem, log),
+    workdir=tmp_path / 'b',
+    **kw,
+  )
+  assert [s for s, _ in log] == [3, 4, 5]
+  jax.tree.map(np.testing.assert_array_equal, full.params, resumed.params)
+  # The interrupted window was logged at the stop, nothing was lost.
+  assert [h['step'] for h in hist] == [3, 4, 6]
