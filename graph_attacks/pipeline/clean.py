@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from graph_attacks import evaluate
 from graph_attacks import victims
@@ -55,10 +54,3 @@ def clean_row(
     ),
     'target_rate': target_rate(fn, inputs.batch, int(config.attack.target)),
   }
-
-
-def rows_for(results: list[dict], paradigm: str, key: str) -> np.ndarray:
-  """Values of `key` over the clean rows of `paradigm`."""
-  return np.asarray(
-    [r[key] for r in results if r['paradigm'] == paradigm], np.float64
-  )

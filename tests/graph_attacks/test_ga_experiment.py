@@ -3,7 +3,6 @@ end-to-end run."""
 
 import json
 
-import numpy as np
 import pytest
 
 from common import metrics as metrics_lib
@@ -294,16 +293,20 @@ def test_tiny_run_shows_the_backdoor(tmp_path, monkeypatch):
   assert on_disk == metrics
   assert on_disk['config_name'] == 'tiny'
   s = on_disk['summary']
-  # The clean GCN predicts the target class for few attack nodes (the
-  # class share, about 1/7); triggers on the CP-GBA-poisoned GCN flip most
-  # of them. A margin of 0.3 on rates of magnitude 1.
-  chance = s['clean_gcn_target_rate']
-  assert chance < 0.4
-  assert s['cpgba_GSL_asr'] > chance + 0.3
+  # The clean victims predict the target class for few attack nodes (about
+  # the class share, 1/4; measured 0.21); with CP-GBA's triggers the
+  # poisoned GCN and prompt victims predict it for most (measured 0.88 and
+  # 0.71). Rates of magnitude 1 over 24 attack nodes (0.04 per node): a
+  # margin of 0.3 is 7 nodes.
+  for par, fam in (('gcn', 'GSL'), ('gprompt', 'GPL')):
+    chance = s[f'clean_{par}_target_rate']
+    assert chance < 0.4, par
+    assert s[f'cpgba_{fam}_asr'] > chance + 0.3, par
   # Poisoning 6 of 48 labelled nodes keeps the GCN's clean accuracy near
-  # the clean victim's (within 0.15 of a value near 0.8).
-  assert abs(s['cpgba_GSL_ca'] - s['clean_gcn_ca']) < 0.15
-  assert s['clean_gcn_ca'] > 0.5
+  # the clean victim's (measured 0.71 vs 0.79 on 24 clean-test nodes;
+  # tolerance 0.17, 4 nodes), and well above chance (0.25).
+  assert s['clean_gcn_ca'] > 0.6
+  assert abs(s['cpgba_GSL_ca'] - s['clean_gcn_ca']) <= 0.17
   for name in ('trigger_training_asr.png', 'asr_by_paradigm.png'):
     assert (tmp_path / name).exists()
   # The same config again: every unit is reused, nothing trains.
@@ -313,6 +316,5 @@ def test_tiny_run_shows_the_backdoor(tmp_path, monkeypatch):
   again = experiment.run(c, str(tmp_path))
   assert calls == []
   assert again['tables'] == metrics['tables']
-  assert np.isclose(
-    again['summary']['cpgba_GSL_asr'], s['cpgba_GSL_asr'], rtol=0, atol=0
-  )
+  # Replayed from the cache, so exactly equal.
+  assert again['summary']['cpgba_GSL_asr'] == s['cpgba_GSL_asr']

@@ -1,4 +1,11 @@
-"""Tiny: seconds-scale smoke run on the 240-node CSBM graph (tests, CI)."""
+"""Tiny: a short run on the 240-node CSBM graph (tests, CI).
+
+Most of its time is compilation. The victims train for 200 epochs (as the
+supervised ones in `full`; a few seconds here): with 20 they stayed at
+chance accuracy and no backdoor could show. With 200 the clean GCN reaches
+about 0.8 CA, and CP-GBA's triggers turn most attack nodes to the target
+class on the poisoned GCN and prompt victims (the end-to-end test checks
+this against the clean victims' no-trigger rate)."""
 
 from experiments.graph_attacks.configs import full
 
@@ -32,9 +39,8 @@ def get_config():
   )
   v = c.victim
   v.hidden = 16
-  v.epochs = 20
-  v.grace.update(dict(hidden=16, proj=16, epochs=10, probe_epochs=20))
-  v.prompt.epochs = 20
+  v.grace.update(dict(hidden=16, proj=16, epochs=10))
+  v.prompt.epochs = 200
   v.rigbd.retrain_epochs = 20
   c.defence.od_epochs = 20
   return c
