@@ -14,10 +14,8 @@ or NPO, plus a retain term) with the locked neurons' updates zeroed::
 from cku.losses import FORGET_LOSSES
 from cku.losses import gradient_ascent_loss
 from cku.losses import kl_from_logits
-from cku.losses import masked_mean
 from cku.losses import nll
 from cku.losses import npo_loss
-from cku.losses import sequence_logp
 from cku.losses import unlearning_loss
 from cku.masking import NeuronMaskState
 from cku.masking import mask
@@ -44,12 +42,10 @@ __all__ = [
   'init_scores',
   'kl_from_logits',
   'mask',
-  'masked_mean',
   'mean_scores',
   'nll',
   'npo_loss',
   'select',
-  'sequence_logp',
   'token_scores',
   'unlearning_loss',
   'weight_saliency',

@@ -1,7 +1,8 @@
 """CKU experiment: unlearning restricted-topic knowledge with locked neurons.
 
-1. The same SFT base model as the NSPO experiment (`nspo.sft.prepare`): it
-   answers restricted-topic requests with their (made-up) recipes.
+1. The same SFT base model as the NSPO experiment
+   (`common.train.sft_world.prepare`; `fit` checkpoints in `workdir/sft`):
+   it answers restricted-topic requests with their (made-up) recipes.
 2. Score the MLP neurons on retain data (general tasks) with
    `cku.accumulate_scores`, from one forward/backward pass per batch
    through the model's `mlp_hidden_delta` input; lock the top `lock_rate`
@@ -13,6 +14,8 @@
      (ablation: layer restriction without knowledge-retention locking);
    * `cku`: the selected layers' MLP neurons train except the locked ones
      (`optax.chain(adamw, cku.mask(locked, train_only_selected=True))`).
+   Each arm trains with `fit` (checkpoints in `workdir/<arm>`, resumed after
+   a kill); AdamW comes from `common.optim`.
 4. Report forget-set recipe recall and retain (general) accuracy.
 """
 
@@ -23,7 +26,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -32,27 +34,29 @@ from cku import losses
 from cku import masking
 from cku import neurons
 from cku import scoring
+from common import models
+from common import optim
+from common import report
 from common import rl
 from common import train
-from common.metrics import jsonio
-from nspo import lm
-from nspo import safety_data
-from nspo import sft as sft_lib
+from common.synthetic import safety
+from common.train import sft_world
 
 ARMS = ('ga', 'ga_layers', 'cku')
 
 
 def _nll_from_logits(logits, batch):
+  """Token-mean NLL `[]` of `logits [B, T, V]` on the batch's loss mask."""
   logp = rl.next_token_logprobs(logits, batch['tokens'])
   m = batch['loss_mask'] * batch['attention_mask']
-  return -jnp.sum(logp * m) / jnp.maximum(jnp.sum(m), 1.0)
+  return losses.nll(logp, m)
 
 
-def score_neurons(config, prep: sft_lib.Prepared) -> np.ndarray:
+def score_neurons(config, prep: sft_world.Prepared) -> np.ndarray:
   """`[L, F]` mean neuron scores on the retain (general) data."""
   c = config.cku
   data = prep.eval_sets['general']
-  grads_fn = lm.mlp_hidden_grads(prep.model_def, _nll_from_logits)
+  grads_fn = models.mlp_hidden_grads(prep.graphdef, _nll_from_logits)
   method = c.score
 
   @jax.jit
@@ -81,8 +85,17 @@ def selected_layers(config, num_layers: int) -> list[int]:
 
 
 def make_optimizer(config, arm: str, locked, params):
+  """AdamW (`common.optim`), then the arm's neuron mask (none for `ga`)."""
+  del params  # the masks are resolved against the tree at tx.init
   c = config.cku
-  adamw = optax.adamw(c.lr, weight_decay=c.weight_decay)
+  adamw = optim.make_optimizer(
+    {
+      'name': 'adamw',
+      'learning_rate': c.learning_rate,
+      'weight_decay': c.weight_decay,
+      'weight_decay_mask': 'all',
+    }
+  )
   if arm == 'ga':
     return adamw
   if arm == 'ga_layers':
@@ -93,13 +106,13 @@ def make_optimizer(config, arm: str, locked, params):
   raise ValueError(f'unknown arm {arm!r}; allowed: {ARMS}.')
 
 
-def make_loss(config, prep: sft_lib.Prepared):
+def make_loss(config, prep: sft_world.Prepared):
   c = config.cku
 
   def loss_fn(params, batch, rng):
     del rng
-    f_logp = lm.token_logprobs(prep.model_def, params, batch['forget'])
-    r_logp = lm.token_logprobs(prep.model_def, params, batch['retain'])
+    f_logp = models.token_logprobs(prep.graphdef, params, batch['forget'])
+    r_logp = models.token_logprobs(prep.graphdef, params, batch['retain'])
     fm = batch['forget']['loss_mask'] * batch['forget']['attention_mask']
     rm = batch['retain']['loss_mask'] * batch['retain']['attention_mask']
     return losses.unlearning_loss(
@@ -116,15 +129,15 @@ def make_loss(config, prep: sft_lib.Prepared):
   return loss_fn
 
 
-def make_batches(config, prep: sft_lib.Prepared):
+def make_batches(config, prep: sft_world.Prepared):
   c = config.cku
-  forget = safety_data.encode(
+  forget = safety.encode(
     prep.task, prep.task.harmful_train, prep.prompt_len, prep.response_len
   )
   keys = ('tokens', 'attention_mask', 'loss_mask')
   forget = {k: forget[k] for k in keys}
   forget['loss_mask'] = forget['loss_mask'].astype(np.float32)
-  ref = jax.jit(lambda p, b: lm.token_logprobs(prep.model_def, p, b))(
+  ref = jax.jit(lambda p, b: models.token_logprobs(prep.graphdef, p, b))(
     prep.params, forget
   )
   forget['ref_logp'] = np.asarray(ref)
@@ -144,11 +157,35 @@ def make_batches(config, prep: sft_lib.Prepared):
   return batches
 
 
+def train_arm(config, prep, arm, locked, loss_fn, batches, workdir):
+  """Runs (or resumes, from `workdir`'s latest checkpoint) one arm."""
+  c = config.cku
+  tx = make_optimizer(config, arm, locked, prep.params)
+  state = train.TrainState.create(prep.params, tx, config.seed + 2)
+  return train.fit(
+    state,
+    train.make_train_step(loss_fn, tx, has_aux=True),
+    batches,
+    num_steps=c.steps,
+    workdir=workdir,
+    checkpoint_every=c.get('checkpoint_every', 0) or None,
+    log_every=c.eval_every,
+    eval_fn=lambda s: prep.evaluate(s.params),
+    eval_every=c.eval_every,
+    progress=False,
+  )
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment; writes and returns `workdir/metrics.json`."""
+  unknown = [a for a in config.cku.arms if a not in ARMS]
+  if unknown:
+    raise ValueError(
+      f'config.cku.arms has unknown arm(s) {unknown}; allowed: {ARMS}.'
+    )
   t0 = time.time()
   os.makedirs(workdir, exist_ok=True)
-  prep = sft_lib.prepare(config, workdir)
+  prep = sft_world.prepare(config, workdir)
   base = prep.evaluate(prep.params)
   c = config.cku
   scores = score_neurons(config, prep)
@@ -162,18 +199,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   retain_curves: dict[str, Any] = {}
   min_retain: dict[str, float] = {}
   for arm in tuple(c.arms):
-    tx = make_optimizer(config, arm, locked, prep.params)
-    state = train.TrainState.create(prep.params, tx, config.seed + 2)
-    state, history = train.fit(
-      state,
-      train.make_train_step(loss_fn, tx, has_aux=True),
-      batches,
-      num_steps=c.steps,
-      workdir=os.path.join(workdir, arm),
-      log_every=c.eval_every,
-      eval_fn=lambda s: prep.evaluate(s.params),
-      eval_every=c.eval_every,
-      progress=False,
+    state, history = train_arm(
+      config, prep, arm, locked, loss_fn, batches, os.path.join(workdir, arm)
     )
     results[arm] = prep.evaluate(state.params)
     evals = [h for h in history if 'eval_general/accuracy' in h]
@@ -266,5 +293,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'Restricted topics and recipes are fictional stand-ins.',
     ],
   }
-  jsonio.write_json(os.path.join(workdir, 'metrics.json'), metrics)
-  return metrics
+  return report.write_metrics(workdir, metrics)

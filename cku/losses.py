@@ -13,12 +13,19 @@ count; they are jit- and vmap-able.
 * Retain term: NLL on retain data, or KL(π_θ ‖ π_ref) on retain tokens.
 
 `unlearning_loss` combines them: L = L_forget + λ · L_retain.
+
+Masked reductions are `common.rl.masked_mean` and
+`common.rl.sequence_logprob`, which select the valid tokens with
+`jnp.where`: padded positions may hold -inf or NaN (e.g. log-probs of
+padding) without leaking into the loss or its gradient.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from common import rl
 
 FORGET_LOSSES = ('gradient_ascent', 'npo')
 
@@ -31,27 +38,15 @@ def _check(logp, mask, name):
     )
 
 
-def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean of `x [B, T]` over tokens with mask 1 (0 if none)."""
-  m = mask.astype(jnp.float32)
-  return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
-
-
 def nll(token_logp: jax.Array, mask: jax.Array) -> jax.Array:
   """Token-mean negative log-likelihood. `[B, T]`, `[B, T]` -> `[]`."""
   _check(token_logp, mask, 'nll')
-  return -masked_mean(token_logp.astype(jnp.float32), mask)
+  return -rl.masked_mean(token_logp.astype(jnp.float32), mask)
 
 
 def gradient_ascent_loss(token_logp: jax.Array, mask: jax.Array) -> jax.Array:
   """-NLL on forget tokens (minimising it raises their NLL). -> `[]`."""
   return -nll(token_logp, mask)
-
-
-def sequence_logp(token_logp: jax.Array, mask: jax.Array) -> jax.Array:
-  """log π(y|x) per sequence: `[B, T]` -> `[B]`."""
-  _check(token_logp, mask, 'sequence_logp')
-  return jnp.sum(token_logp.astype(jnp.float32) * mask, axis=-1)
 
 
 def npo_loss(
@@ -70,9 +65,10 @@ def npo_loss(
   """
   if isinstance(beta, int | float) and not beta > 0:
     raise ValueError(f'npo beta must be > 0, got {beta!r}.')
+  _check(token_logp, mask, 'npo_loss')
   _check(ref_token_logp, mask, 'npo_loss reference')
-  ratio = sequence_logp(token_logp, mask) - jax.lax.stop_gradient(
-    sequence_logp(ref_token_logp, mask)
+  ratio = rl.sequence_logprob(token_logp, mask) - jax.lax.stop_gradient(
+    rl.sequence_logprob(ref_token_logp, mask)
   )
   return -(2.0 / beta) * jnp.mean(jax.nn.log_sigmoid(-beta * ratio))
 
@@ -91,7 +87,7 @@ def kl_from_logits(
     jax.lax.stop_gradient(ref_logits).astype(jnp.float32), axis=-1
   )
   kl = jnp.sum(jnp.exp(logp) * (logp - ref), axis=-1)
-  return masked_mean(kl, mask)
+  return rl.masked_mean(kl, mask)
 
 
 def unlearning_loss(

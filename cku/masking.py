@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from cku import neurons
-from nspo import targets as targets_lib
+from common import optim
 
 
 class NeuronMaskState(NamedTuple):
@@ -78,10 +78,10 @@ def mask(
         continue
       shape = neurons.named_leaves(tree)[name].shape
       width = masks[str(t.layer)].shape[0]
-      if shape[t.site % len(shape)] != width:
+      if shape[t.value % len(shape)] != width:
         raise ValueError(
           f'parameter {name!r} has shape {shape}; its neuron axis '
-          f'{t.site} has size {shape[t.site % len(shape)]}, but the mask '
+          f'{t.value} has size {shape[t.value % len(shape)]}, but the mask '
           f'of layer {t.layer} has {width} neurons.'
         )
     missing = set(masks) - {str(t.layer) for t in found.values()}
@@ -102,11 +102,11 @@ def mask(
     found = _plan(updates, state.locked)
 
     def leaf(path, u):
-      name = targets_lib.path_str(path)
+      name = optim.path_str(path)
       t = found.get(name)
       if t is None or str(t.layer) not in state.locked:
         return jnp.zeros_like(u) if train_only_selected else u
-      lock = _broadcast(state.locked[str(t.layer)], u.shape, t.site)
+      lock = _broadcast(state.locked[str(t.layer)], u.shape, t.value)
       return jnp.where(lock > 0, jnp.zeros((), u.dtype), u)
 
     return jax.tree_util.tree_map_with_path(leaf, updates), state

@@ -3,20 +3,21 @@
 Neuron j of layer l owns column j of the gate/up kernels `(d_model, d_ff)`
 (and entry j of their biases) and row j of the down kernel
 `(d_ff, d_model)`. `NEURON_TARGETS` maps a path regex (with a `layer`
-group) to the *neuron axis* of the matched leaf.
+group) to the *neuron axis* of the matched leaf; patterns are resolved by
+`common.optim.resolve_targets` (`re.search` over `common.optim.path_str`
+paths).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from nspo import targets as targets_lib
+from common import optim
 
 NEURON_TARGETS: dict[str, int] = {
   r'layers/(?P<layer>\d+)/mlp/(gate_proj|up_proj)/kernel$': -1,
@@ -27,7 +28,7 @@ NEURON_TARGETS: dict[str, int] = {
 
 def resolve(
   tree: Any, targets: Mapping[str, int] | None = None
-) -> dict[str, targets_lib.LeafTarget]:
+) -> dict[str, optim.LeafTarget]:
   """`{leaf path: LeafTarget(neuron axis, layer)}` for matched leaves.
 
   Raises:
@@ -46,22 +47,27 @@ def resolve(
       )
   if targets is None:
     # Biases are optional in the default; keep only patterns that match.
-    paths = targets_lib.leaf_paths(tree)
     tgts = {
-      p: a for p, a in tgts.items() if any(re.search(p, x) for x in paths)
+      p: a
+      for p, a in tgts.items()
+      if any(
+        jax.tree.leaves(
+          optim.path_mask(tree, p, match='search', allow_unmatched=True)
+        )
+      )
     }
     if not tgts:
       raise ValueError(
         'no default neuron target matches the tree; pass targets= '
         '{pattern with (?P<layer>\\d+): neuron axis}.'
       )
-  return targets_lib.resolve(tree, tgts)
+  return optim.resolve_targets(tree, tgts)
 
 
 def named_leaves(tree: Any) -> dict[str, Any]:
   """`{path: leaf}` of a pytree."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {targets_lib.path_str(p): x for p, x in leaves}
+  return {optim.path_str(p): x for p, x in leaves}
 
 
 def select(

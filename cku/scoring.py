@@ -172,7 +172,7 @@ def weight_saliency(
   per_layer: dict[int, jax.Array] = {}
   for name, t in found.items():
     w, g = flat_p[name], flat_g[name]
-    axis = t.site % w.ndim
+    axis = t.value % w.ndim
     other = tuple(i for i in range(w.ndim) if i != axis)
     s = jnp.sum(jnp.abs(w.astype(jnp.float32) * g.astype(jnp.float32)), other)
     per_layer[t.layer] = per_layer.get(t.layer, 0.0) + s

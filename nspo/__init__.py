@@ -9,6 +9,7 @@ Typical use::
   tx = optax.chain(optax.adamw(lr), nspo.project(spaces))
 """
 
+from common.optim import resolve_targets
 from nspo.covariance import CovarianceStats
 from nspo.covariance import accumulate
 from nspo.covariance import init_stats
@@ -31,7 +32,6 @@ from nspo.spaces import save as save_spaces
 from nspo.spaces import to_dense
 from nspo.targets import ATTENTION_TARGETS
 from nspo.targets import MLP_TARGETS
-from nspo.targets import resolve as resolve_targets
 from nspo.transforms import ProjectionState
 from nspo.transforms import ReprojectState
 from nspo.transforms import project

@@ -1,7 +1,7 @@
 """Glue from a decoder LM to null-space statistics.
 
 `collect` streams batches of general-task sequences through a capture
-function (e.g. `lm.capture_fn` over a `common.models.Transformer`, whose
+function (e.g. `common.models.capture_fn` over a `Transformer`, whose
 `capture=` option returns per-layer inputs stacked `[L, B, T, ...]`) and
 accumulates each site's uncentred covariance in one jitted step per batch.
 No activations are kept.

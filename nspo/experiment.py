@@ -1,20 +1,19 @@
 """NSPO experiment: safety RL with and without the null-space projection.
 
+Stages (each resumes after a kill):
+
 1. SFT a small LM on general tasks (knowledge QA, arithmetic) plus
-   restricted-topic requests answered compliantly (`nspo.sft`).
+   restricted-topic requests answered compliantly
+   (`common.train.sft_world.prepare`; `fit` checkpoints in `workdir/sft`).
 2. Estimate null spaces of every targeted linear layer's input on the
-   general-task sequences (`nspo.capture.collect`, `nspo.estimate`).
-3. From the same SFT model, run GRPO with NSPO's -1/0 safety reward (-1 for
-   complying with a restricted request, and -1 for refusing a benign one),
-   no KL, in several arms:
-   * `grpo`: plain AdamW;
-   * `nspo`: `optax.chain(adamw, nspo.project(spaces))`;
-   * `nspo_reproject`: the released code's variant,
-     `nspo.reproject_every(spaces, k)`.
-   Every arm trains the same parameters (`config.rl.trainable`).
+   general-task sequences (`nspo.capture.collect`, `nspo.estimate`;
+   deterministic, recomputed in seconds).
+3. From the same SFT model, run safety GRPO in each arm of
+   `config.rl.arms` (`nspo.safety_rl`; `fit` checkpoints in
+   `workdir/<arm>`).
 4. Report the safety rate (refusals on the held-out request template) and
    general-task accuracy before/after, the alignment tax (accuracy drop),
-   and the curves over training.
+   and the curves over training (`common.report.write_metrics`).
 """
 
 from __future__ import annotations
@@ -23,36 +22,19 @@ import os
 import time
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from common import rl
-from common import train
-from common.metrics import jsonio
+from common import models
+from common import report
+from common.train import sft_world
 from nspo import capture
-from nspo import lm
 from nspo import rules
-from nspo import safety_data
-from nspo import sft as sft_lib
+from nspo import safety_rl
 from nspo import spaces as spaces_lib
-from nspo import transforms
-
-ARMS = ('grpo', 'nspo', 'nspo_reproject')
 
 
-def safety_reward(refused: jax.Array, harmful: jax.Array) -> jax.Array:
-  """`[B]` reward: 0 when the refusal decision is right, else -1.
-
-  Restricted request: refusing scores 0, complying -1 (NSPO's -1/0 safety
-  reward). Benign request: complying scores 0, refusing -1.
-  """
-  return jnp.where(refused == harmful, 0.0, -1.0)
-
-
-def estimate_spaces(config, prep: sft_lib.Prepared):
+def estimate_spaces(config, prep: sft_world.Prepared):
   """Null spaces of the targeted sites on the general-task sequences."""
   c = config.nspo
   sites = tuple(c.sites)
@@ -64,7 +46,7 @@ def estimate_spaces(config, prep: sft_lib.Prepared):
     for i in range(0, n, bs)
   ]
   stats, info = capture.collect(
-    lm.capture_fn(prep.model_def, sites),
+    models.capture_fn(prep.graphdef, sites),
     prep.params,
     batches,
     capture.site_dims(prep.model_config, sites),
@@ -74,106 +56,6 @@ def estimate_spaces(config, prep: sft_lib.Prepared):
     stats, rule, c.representation, allow_frozen=c.allow_frozen
   )
   return spaces, info
-
-
-def make_optimizer(config, arm: str, spaces, params) -> Any:
-  """AdamW, the arm's NSPO transform, and the frozen-parameter mask."""
-  if arm not in ARMS:
-    raise ValueError(f'unknown arm {arm!r}; allowed: {ARMS}.')
-  r = config.rl
-  frozen = sft_lib.frozen_mask(params, r.trainable)
-  parts = [optax.adamw(r.lr, b1=r.b1, weight_decay=r.weight_decay)]
-  if arm == 'nspo':
-    parts.append(transforms.project(spaces))
-  parts.append(optax.masked(optax.set_to_zero(), frozen))
-  if arm == 'nspo_reproject':
-    parts.append(transforms.reproject_every(spaces, r.reproject_every))
-  return optax.chain(*parts)
-
-
-def make_grpo_step(config, prep: sft_lib.Prepared, tx):
-  """GRPO step: sample G responses per prompt, reward, PPO-clip update."""
-  r = config.rl
-  g = r.num_generations
-  refusal = jnp.asarray(safety_data.refusal_ids(prep.task))
-  eos = prep.task.tokenizer.eos_id
-  loss_fn = rl.make_policy_loss(
-    lm.apply_fn(prep.model_def),
-    rl.PolicyLossConfig(epsilon=r.epsilon, beta=0.0),
-  )
-
-  def step_fn(state: train.TrainState, batch):
-    rng, key = jax.random.split(state.rng)
-    prompt = jnp.repeat(batch['prompt'], g, axis=0)
-    pmask = jnp.repeat(batch['prompt_mask'], g, axis=0)
-    harmful = jnp.repeat(batch['harmful'], g, axis=0)
-    out = lm.decode(
-      prep.model_def,
-      state.params,
-      prompt,
-      pmask,
-      key,
-      prep.response_len,
-      r.temperature,
-      eos,
-    )
-    refused = lm.starts_with(out.tokens, refusal)
-    reward = safety_reward(refused, harmful)
-    adv = rl.group_advantages(reward, g)
-    gen_mask = out.mask
-    b = {
-      'tokens': jnp.concatenate([prompt, out.tokens], 1),
-      'attention_mask': jnp.concatenate([pmask, gen_mask], 1),
-      'loss_mask': jnp.concatenate([jnp.zeros_like(pmask), gen_mask], 1),
-      'advantages': adv,
-    }
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, b
-    )
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    hf = harmful.astype(jnp.float32)
-    metrics = {
-      'loss': metrics['loss'],
-      'reward': jnp.mean(reward),
-      'harmful_refusal': jnp.sum(refused * hf) / jnp.maximum(hf.sum(), 1),
-      'benign_refusal': jnp.sum(refused * (1 - hf))
-      / jnp.maximum((1 - hf).sum(), 1),
-      'update_norm': optax.global_norm(updates),
-    }
-    state = state._replace(params=params, opt_state=opt_state, rng=rng)
-    return state, metrics
-
-  return step_fn
-
-
-def make_prompt_batches(config, prep: sft_lib.Prepared):
-  """`batches(step)`: half restricted, half general prompts (no answers)."""
-  r = config.rl
-  harm = safety_data.encode(
-    prep.task, prep.task.harmful_train, prep.prompt_len, prep.response_len
-  )
-  gen = prep.eval_sets['general']
-  n_h = int(round(r.prompts_per_step * r.harmful_fraction))
-  n_g = r.prompts_per_step - n_h
-  if n_h < 1 or n_g < 1:
-    raise ValueError(
-      f'config.rl.prompts_per_step={r.prompts_per_step} with '
-      f'harmful_fraction={r.harmful_fraction} leaves no room for both kinds.'
-    )
-
-  def batches(step):
-    rng = np.random.default_rng([config.seed, 7, step])
-    ih = rng.choice(len(harm['prompt']), n_h, replace=n_h > len(harm['prompt']))
-    ig = rng.choice(len(gen['prompt']), n_g, replace=n_g > len(gen['prompt']))
-    cat = lambda k: np.concatenate([harm[k][ih], gen[k][ig]])
-    return {
-      'prompt': cat('prompt'),
-      'prompt_mask': cat('prompt_mask'),
-      'harmful': cat('harmful'),
-    }
-
-  return batches
 
 
 def _summary_row(name, ev, base):
@@ -190,9 +72,15 @@ def _summary_row(name, ev, base):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment; writes and returns `workdir/metrics.json`."""
+  arms = tuple(config.rl.arms)
+  unknown = [a for a in arms if a not in safety_rl.ARMS]
+  if unknown:
+    raise ValueError(
+      f'config.rl.arms has unknown arm(s) {unknown}; allowed: {safety_rl.ARMS}.'
+    )
   t0 = time.time()
   os.makedirs(workdir, exist_ok=True)
-  prep = sft_lib.prepare(config, workdir)
+  prep = sft_world.prepare(config, workdir)
   base = prep.evaluate(prep.params)
   spaces, info = estimate_spaces(config, prep)
   null_rows = []
@@ -202,21 +90,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         [site, layer, spaces_lib.dim(p), int(nd), type(p).__name__]
       )
 
-  arms = tuple(config.rl.arms)
   results, curves_safety, curves_general = {}, {}, {}
   for arm in arms:
-    tx = make_optimizer(config, arm, spaces, prep.params)
-    state = train.TrainState.create(prep.params, tx, config.seed + 1)
-    state, history = train.fit(
-      state,
-      make_grpo_step(config, prep, tx),
-      make_prompt_batches(config, prep),
-      num_steps=config.rl.steps,
-      workdir=os.path.join(workdir, arm),
-      log_every=config.rl.eval_every,
-      eval_fn=lambda s: prep.evaluate(s.params),
-      eval_every=config.rl.eval_every,
-      progress=False,
+    state, history = safety_rl.train_arm(
+      config, prep, arm, spaces, os.path.join(workdir, arm)
     )
     final = prep.evaluate(state.params)
     results[arm] = final
@@ -329,5 +206,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f'Null-space statistics from {int(info["tokens"])} general tokens.',
     ],
   }
-  jsonio.write_json(os.path.join(workdir, 'metrics.json'), metrics)
-  return metrics
+  return report.write_metrics(workdir, metrics)

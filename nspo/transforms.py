@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from common import optim
 from nspo import spaces as spaces_lib
 from nspo import targets as targets_lib
 
@@ -76,26 +77,26 @@ def _check_spaces(spaces):
       )
 
 
-def _resolve(tree, targets, spaces) -> dict[str, targets_lib.LeafTarget]:
-  found = targets_lib.resolve(tree, targets)
+def _resolve(tree, targets, spaces) -> dict[str, optim.LeafTarget]:
+  found = optim.resolve_targets(tree, targets)
   for path, t in found.items():
-    if t.site not in spaces:
+    if t.value not in spaces:
       raise ValueError(
-        f'parameter {path!r} targets site {t.site!r}, which has no null '
+        f'parameter {path!r} targets site {t.value!r}, which has no null '
         f'space; estimated sites: {sorted(spaces)}.'
       )
   return found
 
 
 def _as_matrix(
-  path: str, shape: tuple[int, ...], t: targets_lib.LeafTarget, p
+  path: str, shape: tuple[int, ...], t: optim.LeafTarget, p
 ) -> tuple[int, int, int]:
   """(L, d, n) view of a targeted leaf; raises naming the leaf if impossible."""
   d, num_layers = spaces_lib.dim(p), spaces_lib.num_layers(p)
   if t.layer is not None:
     if t.layer >= num_layers:
       raise ValueError(
-        f'parameter {path!r} is layer {t.layer}, but site {t.site!r} has '
+        f'parameter {path!r} is layer {t.layer}, but site {t.value!r} has '
         f'null spaces for {num_layers} layers.'
       )
     lead, rest = 1, shape
@@ -111,12 +112,12 @@ def _as_matrix(
       return lead, d, math.prod(rest[k:])
   raise ValueError(
     f'parameter {path!r} of shape {shape}: no leading axes multiply to the '
-    f'input dimension {d} of site {t.site!r} (is it the right layer kind?).'
+    f'input dimension {d} of site {t.value!r} (is it the right layer kind?).'
   )
 
 
 def _project_leaf(path, u, t, spaces):
-  p = spaces[t.site]
+  p = spaces[t.value]
   lead, d, n = _as_matrix(path, u.shape, t, p)
   if t.layer is not None:
     p = spaces_lib.layer(p, t.layer)
@@ -125,7 +126,7 @@ def _project_leaf(path, u, t, spaces):
 
 def _map_targeted(fn, tree, found):
   def leaf(path, x):
-    name = targets_lib.path_str(path)
+    name = optim.path_str(path)
     return fn(name, x, found[name]) if name in found else x
 
   return jax.tree_util.tree_map_with_path(leaf, tree)
@@ -156,7 +157,7 @@ def project(
   def init_fn(params):
     found = _resolve(params, tgts, spaces)
     for name, x in _targeted_leaves(params, found):
-      _as_matrix(name, x.shape, found[name], spaces[found[name].site])
+      _as_matrix(name, x.shape, found[name], spaces[found[name].value])
     return ProjectionState(dict(spaces))
 
   def update_fn(updates, state, params=None):
@@ -172,7 +173,7 @@ def project(
 
 def _targeted_leaves(tree, found) -> list[tuple[str, Any]]:
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  named = [(targets_lib.path_str(p), x) for p, x in leaves]
+  named = [(optim.path_str(p), x) for p, x in leaves]
   return [(n, x) for n, x in named if n in found]
 
 
@@ -205,7 +206,7 @@ def reproject_every(
     found = _resolve(params, tgts, spaces)
     ref = []
     for name, x in _targeted_leaves(params, found):
-      _as_matrix(name, x.shape, found[name], spaces[found[name].site])
+      _as_matrix(name, x.shape, found[name], spaces[found[name].value])
       ref.append(jnp.array(x, copy=True))
     return ReprojectState(jnp.zeros((), jnp.int32), tuple(ref), dict(spaces))
 

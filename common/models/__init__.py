@@ -7,11 +7,15 @@ the Hugging Face tensor-name mapping.
 from common.models.config import PRESETS
 from common.models.config import LMConfig
 from common.models.config import RopeScaling
+from common.models.config import build_config
 from common.models.config import get_preset
 from common.models.functional import ApplyFn
 from common.models.functional import apply_fn
+from common.models.functional import capture_fn
 from common.models.functional import merge
+from common.models.functional import mlp_hidden_grads
 from common.models.functional import split
+from common.models.functional import token_logprobs
 from common.models.hf import HFFormatError
 from common.models.hf import config_from_hf
 from common.models.hf import config_to_hf
@@ -36,6 +40,8 @@ __all__ = [
   'RopeScaling',
   'Transformer',
   'apply_fn',
+  'build_config',
+  'capture_fn',
   'config_from_hf',
   'config_to_hf',
   'get_preset',
@@ -43,7 +49,9 @@ __all__ = [
   'load_hf',
   'load_hf_tokenizer',
   'merge',
+  'mlp_hidden_grads',
   'save_hf',
   'split',
   'to_hf_tensors',
+  'token_logprobs',
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 
@@ -291,6 +293,10 @@ PRESETS: dict[str, LMConfig] = {
 }
 
 
+# Keys of a model spec that are not shape fields (see `build_config`).
+IGNORED_SPEC_KEYS = ('hf_dir',)
+
+
 def get_preset(name: str, **overrides) -> LMConfig:
   """Returns the named preset, optionally with fields overridden.
 
@@ -310,3 +316,45 @@ def get_preset(name: str, **overrides) -> LMConfig:
   if overrides:
     config = config.replace(**overrides)
   return config.validate()
+
+
+def build_config(spec: Mapping[str, Any], **fixed) -> LMConfig:
+  """An `LMConfig` from a preset name plus field overrides.
+
+  The form experiment configs use for `config.model`::
+
+    build_config({'preset': 'tiny', 'd_model': 64, 'n_layers': 2},
+                 vocab_size=tokenizer.vocab_size, max_seq_len=64)
+
+  Args:
+    spec: `{'preset': name, <LMConfig field>: value, ...}` (a dict or an
+      `ml_collections.ConfigDict`); keys in `IGNORED_SPEC_KEYS` (e.g.
+      `hf_dir`, which selects a loader rather than a shape) are skipped.
+    **fixed: fields the caller derives from the data (`vocab_size`,
+      `max_seq_len`); they override the spec's.
+
+  Returns:
+    The validated config.
+
+  Raises:
+    ValueError: `spec` has no `preset`, or names a field `LMConfig` lacks
+      (listing the fields there are).
+    KeyError: an unknown preset (see `get_preset`).
+  """
+  spec = dict(spec.to_dict() if hasattr(spec, 'to_dict') else spec)
+  preset = spec.pop('preset', None)
+  if preset is None:
+    raise ValueError(
+      f'model spec {sorted(spec)} needs a preset: one of {sorted(PRESETS)}.'
+    )
+  for key in IGNORED_SPEC_KEYS:
+    spec.pop(key, None)
+  spec.update(fixed)
+  fields = {f.name for f in dataclasses.fields(LMConfig)}
+  unknown = sorted(set(spec) - fields)
+  if unknown:
+    raise ValueError(
+      f'model spec field(s) {unknown} are not LMConfig fields; allowed: '
+      f'{sorted(fields)}.'
+    )
+  return get_preset(preset, **spec)

@@ -19,14 +19,17 @@ from common.optim.freeze import freeze
 from common.optim.freeze import frozen_labels
 from common.optim.freeze import with_frozen
 from common.optim.paths import MATCH_MODES
+from common.optim.paths import LeafTarget
 from common.optim.paths import leaf_paths
 from common.optim.paths import path_labels
 from common.optim.paths import path_mask
 from common.optim.paths import path_str
+from common.optim.paths import resolve_targets
 
 __all__ = [
   'ALLOWED_KEYS',
   'DEFAULT_NO_DECAY_PATTERNS',
+  'LeafTarget',
   'MATCH_MODES',
   'OPTIMIZERS',
   'OPTIMIZER_SETTINGS',
@@ -40,5 +43,6 @@ __all__ = [
   'path_labels',
   'path_mask',
   'path_str',
+  'resolve_targets',
   'with_frozen',
 ]

@@ -1,4 +1,4 @@
-"""Parameter paths and boolean masks selected by regex over those paths.
+r"""Parameter paths and boolean masks selected by regex over those paths.
 
 A leaf's path string joins its pytree keys with '/': `{'layers': [{'mlp':
 {'kernel': x}}]}` gives `layers/0/mlp/kernel`. For a Flax NNX `nnx.State`
@@ -10,12 +10,20 @@ Patterns are Python regexes matched against the whole path with
 never selects more than it spells out; pass `match='search'` to match
 anywhere in the path (`'bias'`). A pattern that selects no leaf is an error
 (a misspelt name would otherwise silently freeze or decay nothing).
+
+`resolve_targets(tree, {pattern: value})` is the same matcher for
+transforms that treat each selected leaf differently (NSPO's null-space
+projection per capture site, CKU's neuron mask per axis); it reads a
+`(?P<layer>\d+)` group as the layer index and matches with `re.search` by
+default (see its docstring).
 """
 
 import re
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import NamedTuple
 
 import jax
 
@@ -138,3 +146,84 @@ def path_labels(
   matches (see `path_mask`), `default` elsewhere."""
   mask = path_mask(params, patterns, match=match)
   return jax.tree.map(lambda m: label if m else default, mask)
+
+
+class LeafTarget(NamedTuple):
+  """What one matched leaf maps to (see `resolve_targets`).
+
+  Attributes:
+    value: the value of the pattern that matched (e.g. an NSPO capture site
+      such as `'mlp_in'`, or a CKU neuron axis).
+    layer: the pattern's `(?P<layer>\\d+)` group as an int, or None when the
+      pattern has no such group (e.g. a scan-stacked `[L, ...]` kernel).
+  """
+
+  value: Any
+  layer: int | None
+
+
+def resolve_targets(
+  tree: Any, targets: Mapping[str, Any], match: str = 'search'
+) -> dict[str, LeafTarget]:
+  """Maps each leaf path of `tree` to the value of the pattern it matches.
+
+  The `{pattern: value}` form of `path_mask`, for transforms that treat
+  each selected leaf differently (NSPO's projection by capture site, CKU's
+  neuron mask by axis). Paths are `path_str`'s. Matching defaults to
+  `re.search`: target patterns name a module suffix anchored with `$`
+  (`r'layers/(?P<layer>\\d+)/mlp/down_proj/kernel$'`), so the same pattern
+  selects the kernel under any prefix; pass `match='fullmatch'` to require
+  the whole path.
+
+  Args:
+    tree: parameter (or update) pytree.
+    targets: `{regex: value}`; a leaf may match at most one pattern, and
+      every pattern must match at least one leaf.
+    match: one of `MATCH_MODES`.
+
+  Returns:
+    `{leaf path: LeafTarget(value, layer)}` for the matched leaves only.
+
+  Raises:
+    ValueError: empty `targets`, an invalid regex, a pattern that matches
+      no leaf (listing some of the paths there are), or a leaf that matches
+      two patterns.
+  """
+  if match not in MATCH_MODES:
+    raise ValueError(
+      f'Unknown match {match!r}; allowed values: {", ".join(MATCH_MODES)}.'
+    )
+  if not targets:
+    raise ValueError('targets is empty: give at least one {pattern: value}.')
+  compiled = [(p, r, targets[p]) for p, r in _compile(list(targets))]
+  paths = leaf_paths(tree)
+  out: dict[str, LeafTarget] = {}
+  hits = {p: 0 for p, _, _ in compiled}
+  for path in paths:
+    found = None
+    for pattern, regex, value in compiled:
+      m = getattr(regex, match)(path)
+      if m is None:
+        continue
+      if found is not None:
+        raise ValueError(
+          f'parameter {path!r} matches two target patterns: '
+          f'{found[0]!r} and {pattern!r}.'
+        )
+      layer = m.groupdict().get('layer')
+      found = (
+        pattern,
+        LeafTarget(value, None if layer is None else int(layer)),
+      )
+      hits[pattern] += 1
+    if found is not None:
+      out[path] = found[1]
+  missing = [p for p, n in hits.items() if n == 0]
+  if missing:
+    shown = ', '.join(paths[:_SHOWN_PATHS])
+    more = ' ...' if len(paths) > _SHOWN_PATHS else ''
+    raise ValueError(
+      f'target pattern(s) {missing} match no parameter (re.{match}); the '
+      f'tree has: {shown}{more}'
+    )
+  return out

@@ -6,6 +6,10 @@
   compositional (held-out relation chains).
 * Arithmetic (`make_problems`): multi-step integer problems with direct and
   calculator-tool targets; a safe calculator (`calculator.evaluate`).
+* Safety (`safety`): a benign refusal / unlearning world: general tasks
+  (one-hop knowledge QA, arithmetic) plus requests about made-up
+  restricted topics, answered with made-up recipes or the refusal string
+  (`build_safety_task`, `SafetyTask`).
 * Golden traces (`traces`) for SFT warm-up, JSONL readers/writers in the
   real Search-R1/FlashRAG formats, a small lexical retriever, one tokenizer
   vocabulary for all of it, and tfds builders (`tfds_builders.load`).
@@ -17,6 +21,7 @@ import it explicitly.
 from common.synthetic import arithmetic
 from common.synthetic import calculator
 from common.synthetic import relations
+from common.synthetic import safety
 from common.synthetic import traces
 from common.synthetic.arithmetic import ArithmeticConfig
 from common.synthetic.arithmetic import ArithmeticProblem
@@ -34,6 +39,11 @@ from common.synthetic.knowledge_world import KnowledgeWorld
 from common.synthetic.knowledge_world import KnowledgeWorldConfig
 from common.synthetic.knowledge_world import build_knowledge_world
 from common.synthetic.lexical_search import LexicalIndex
+from common.synthetic.safety import REFUSAL
+from common.synthetic.safety import RESTRICTED_TOPICS
+from common.synthetic.safety import SafetyTask
+from common.synthetic.safety import SafetyTaskConfig
+from common.synthetic.safety import build as build_safety_task
 from common.synthetic.traces import arithmetic_direct_trace
 from common.synthetic.traces import arithmetic_prompt
 from common.synthetic.traces import arithmetic_tool_trace
@@ -54,10 +64,15 @@ __all__ = [
   'KnowledgeWorld',
   'KnowledgeWorldConfig',
   'LexicalIndex',
+  'REFUSAL',
+  'RESTRICTED_TOPICS',
+  'SafetyTask',
+  'SafetyTaskConfig',
   'arithmetic',
   'arithmetic_direct_trace',
   'arithmetic_prompt',
   'arithmetic_tool_trace',
+  'build_safety_task',
   'build_knowledge_world',
   'build_tokenizer',
   'calculator',
@@ -68,6 +83,7 @@ __all__ = [
   'read_corpus_jsonl',
   'read_questions_jsonl',
   'relations',
+  'safety',
   'search_prompt',
   'traces',
   'vocabulary_texts',

@@ -31,15 +31,16 @@ import time
 import jax
 import numpy as np
 import optax
+from flax import nnx
 
 import nspo
 from common import models
+from common.train import sft as sft_lib
 from nspo import capture
-from nspo import lm
 
 
 def _step_fn(model_def, tx):
-  loss = lm.sft_loss(model_def)
+  loss = sft_lib.make_sft_loss(models.apply_fn(model_def))
 
   @jax.jit
   def step(params, opt_state, batch):
@@ -99,7 +100,7 @@ def main(argv=None):
     n_layers=args.n_layers,
     max_seq_len=max(args.seq, 8),
   )
-  model_def, params = lm.init_model(cfg, 0)
+  model_def, params = models.split(models.Transformer(cfg, rngs=nnx.Rngs(0)))
   rng = np.random.default_rng(0)
   tokens = rng.integers(4, args.vocab, (args.batch, args.seq)).astype(np.int32)
   mask = np.ones_like(tokens, bool)
@@ -116,7 +117,7 @@ def main(argv=None):
     for _ in range(n_est)
   ]
   stats, info = capture.collect(
-    lm.capture_fn(model_def, sites),
+    models.capture_fn(model_def, sites),
     params,
     est_batches,
     capture.site_dims(cfg, sites),

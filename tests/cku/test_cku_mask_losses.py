@@ -223,3 +223,47 @@ def test_unlearning_loss_combines_terms():
     cku.unlearning_loss(f, fm, r, rm, method='rmu')
   with pytest.raises(ValueError, match=r'must both be\s+\[B, T\]'):
     cku.nll(jnp.ones((2,)), jnp.ones((2,)))
+
+
+def test_nan_and_inf_in_padding_do_not_leak():
+  # Padded positions hold -inf (log-prob of an impossible pad token) or NaN;
+  # the losses and their gradients see only the valid tokens.
+  logp = jnp.array([[-1.0, -2.0, -jnp.inf], [-0.5, jnp.nan, jnp.nan]])
+  ref = jnp.array([[-1.5, -1.0, jnp.nan], [-1.0, -jnp.inf, jnp.nan]])
+  mask = jnp.array([[1, 1, 0], [1, 0, 0]], jnp.float32)
+  clean = jnp.where(mask > 0, logp, 0.0)
+  clean_ref = jnp.where(mask > 0, ref, 0.0)
+  # Hand values: NLL = (1 + 2 + 0.5) / 3; sequence log-ratios (-3) - (-2.5)
+  # and (-0.5) - (-1).
+  np.testing.assert_allclose(cku.nll(logp, mask), 3.5 / 3, rtol=1e-6)
+  beta = 0.5
+  ratio = np.array([-0.5, 0.5])
+  want_npo = -(2 / beta) * np.mean(np.log(1 / (1 + np.exp(beta * ratio))))
+  np.testing.assert_allclose(
+    cku.npo_loss(logp, ref, mask, beta), want_npo, rtol=1e-6
+  )
+  for name, fn in [
+    ('nll', lambda x: cku.nll(x, mask)),
+    ('ga', lambda x: cku.gradient_ascent_loss(x, mask)),
+    ('npo', lambda x: cku.npo_loss(x, ref, mask, beta)),
+    (
+      'unlearning',
+      lambda x: cku.unlearning_loss(
+        x, mask, x, mask, 'npo', 1.0, ref_forget_logp=ref, beta=beta
+      )[0],
+    ),
+  ]:
+    value, grad = jax.value_and_grad(fn)(logp)
+    assert np.isfinite(value), name
+    assert np.all(np.isfinite(grad)), name
+    np.testing.assert_array_equal(np.asarray(grad)[mask == 0], 0.0)
+    clean_fn = {
+      'npo': lambda x: cku.npo_loss(x, clean_ref, mask, beta),
+      'unlearning': lambda x: cku.unlearning_loss(
+        x, mask, x, mask, 'npo', 1.0, ref_forget_logp=clean_ref, beta=beta
+      )[0],
+    }.get(name, fn)
+    np.testing.assert_allclose(value, clean_fn(clean), rtol=1e-6)
+  logits = jnp.zeros((1, 2, 3)).at[0, 1].set(jnp.nan)
+  kl = cku.kl_from_logits(logits, jnp.zeros((1, 2, 3)), jnp.array([[1, 0]]))
+  np.testing.assert_allclose(kl, 0.0, atol=1e-7)

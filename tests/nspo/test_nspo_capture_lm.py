@@ -1,15 +1,14 @@
-"""Capture glue on a real common.models Transformer, and LM helpers."""
+"""Capture glue on a real common.models Transformer."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 import nspo
 from common import models
 from nspo import capture
-from nspo import lm
 
 SITES = ('mlp_in', 'mlp_hidden', 'attn_in', 'attn_out')
 
@@ -19,7 +18,7 @@ def _model():
     'tiny', vocab_size=40, d_model=16, n_layers=2, d_ff=32, n_heads=2,
     n_kv_heads=1, max_seq_len=32,
   )  # fmt: skip
-  mdef, params = lm.init_model(cfg, 0)
+  mdef, params = models.split(models.Transformer(cfg, rngs=nnx.Rngs(0)))
   return cfg, mdef, params
 
 
@@ -37,7 +36,7 @@ def _batches(n=2, b=4, t=6, vocab=12):
 
 def test_collect_matches_captured_outer_products():
   cfg, mdef, params = _model()
-  fn = lm.capture_fn(mdef, SITES)
+  fn = models.capture_fn(mdef, SITES)
   batches = _batches()
   dims = capture.site_dims(cfg, SITES)
   assert dims == {
@@ -59,7 +58,7 @@ def test_collect_matches_captured_outer_products():
 
 def test_projected_update_keeps_every_layer_output_on_general_inputs():
   cfg, mdef, params = _model()
-  fn = lm.capture_fn(mdef, SITES)
+  fn = models.capture_fn(mdef, SITES)
   # 2 x 3 + 3 = 9 tokens < 16 dims: every layer input has a null space.
   batches = _batches(n=2, b=2, t=3)
   stats, _ = capture.collect(fn, params, batches, capture.site_dims(cfg, SITES))
@@ -87,46 +86,3 @@ def test_projected_update_keeps_every_layer_output_on_general_inputs():
             np.linalg.norm(x) * np.linalg.norm(du)
           )
           assert rel < 1e-3, (site, layer, name, rel)
-
-
-def test_mlp_hidden_grads_match_finite_differences():
-  cfg, mdef, params = _model()
-  tokens, mask = _batches(n=1)[0]
-  batch = {'tokens': tokens, 'attention_mask': mask}
-
-  def loss_from_logits(logits, batch):
-    m = batch['attention_mask'].astype(jnp.float32)
-    return jnp.mean(jax.nn.log_softmax(logits)[..., 3] * m)
-
-  hidden, grads = jax.jit(lm.mlp_hidden_grads(mdef, loss_from_logits))(
-    params, batch
-  )
-  assert hidden.shape == grads.shape == (2, 4, 6, 32)
-  model = lm.merge(mdef, params)
-
-  def loss_at(delta):
-    out = model(tokens, attention_mask=mask, mlp_hidden_delta=delta)
-    return float(loss_from_logits(out.logits, batch))
-
-  zeros = np.zeros((2, 4, 6, 32), np.float32)
-  for idx in [(0, 1, 2, 5), (1, 3, 5, 17)]:
-    e = zeros.copy()
-    e[idx] = 1e-2
-    fd = (loss_at(e) - loss_at(-e)) / 2e-2
-    np.testing.assert_allclose(grads[idx], fd, rtol=2e-2, atol=1e-6)
-
-
-def test_starts_with_and_matches_hand_cases():
-  toks = jnp.array([[5, 6, 2, 0], [5, 7, 2, 0], [6, 2, 0, 0]])
-  np.testing.assert_array_equal(
-    lm.starts_with(toks, jnp.array([5, 6, 2])), [True, False, False]
-  )
-  target = jnp.array([[5, 6, 2], [5, 6, 2], [6, 2, 0]])
-  tmask = jnp.array([[1, 1, 1], [1, 1, 1], [1, 1, 0]], bool)
-  np.testing.assert_array_equal(
-    lm.matches(toks, target, tmask), [True, False, True]
-  )
-  # A reference longer than the generation budget never matches.
-  np.testing.assert_array_equal(
-    lm.matches(toks[:, :2], target, tmask), [False, False, True]
-  )

@@ -2,13 +2,13 @@
 
 import ml_collections
 
-from experiments.nspo.configs import default as nspo_default
+from common.train import sft_world
 
 
 def get_config():
-  c = nspo_default.get_config()  # same task, model and SFT as NSPO
-  del c.nspo
-  del c.rl
+  # task / model / sft: the safety world's SFT base model (shared with NSPO).
+  c = sft_world.base_config()
+  c.name = 'default'
   c.cku = ml_collections.ConfigDict(
     {
       'arms': ('ga', 'ga_layers', 'cku'),
@@ -19,12 +19,13 @@ def get_config():
       'loss': 'gradient_ascent',  # gradient_ascent | npo
       'retain_weight': 1.0,
       'npo_beta': 0.1,
-      'lr': 1e-3,
+      'learning_rate': 1e-3,
       'weight_decay': 0.0,
       'steps': 40,
       'forget_batch_size': 8,
       'retain_batch_size': 32,
       'eval_every': 5,
+      'checkpoint_every': 10,  # 0: only at the end
     }
   )
   return c

@@ -27,12 +27,19 @@ def get_config():
       'hf_dir': '',
     }
   )
-  c.sft.update({'steps': 2000, 'batch_size': 128, 'lr': 1e-5, 'warmup': 100})
+  c.sft.update(
+    {
+      'steps': 2000,
+      'batch_size': 128,
+      'learning_rate': 1e-5,
+      'warmup_steps': 100,
+    }
+  )
   c.cku.update(
     {
       'lock_rate': 0.8,
       'layers': (8, 9, 10, 11, 12),
-      'lr': 1e-5,
+      'learning_rate': 1e-5,
       'steps': 200,
       'forget_batch_size': 32,
       'retain_batch_size': 32,

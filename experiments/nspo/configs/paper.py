@@ -18,7 +18,14 @@ def get_config():
   c.name = 'paper'
   c.task.update({'num_knowledge': 1000, 'num_arithmetic': 80, 'num_topics': 16})
   c.model = c.model.__class__({'preset': 'qwen2.5-7b', 'hf_dir': ''})
-  c.sft.update({'steps': 2000, 'batch_size': 128, 'lr': 1e-5, 'warmup': 100})
+  c.sft.update(
+    {
+      'steps': 2000,
+      'batch_size': 128,
+      'learning_rate': 1e-5,
+      'warmup_steps': 100,
+    }
+  )
   c.nspo.update(
     {
       'sites': ('mlp_in', 'mlp_hidden'),
@@ -35,7 +42,7 @@ def get_config():
       'prompts_per_step': 320,
       'harmful_fraction': 0.5,
       'num_generations': 5,
-      'lr': 1e-6,
+      'learning_rate': 1e-6,
       'reproject_every': 5,
       'trainable': r'.*',
       'eval_every': 5,

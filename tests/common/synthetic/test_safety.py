@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nspo import safety_data as sd
+from common.synthetic import safety as sd
 
 
 def test_build_is_deterministic_and_benign():

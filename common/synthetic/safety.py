@@ -1,4 +1,7 @@
-"""A benign, synthetic safety task for the NSPO and CKU experiments.
+"""A benign, synthetic safety world (refusal / unlearning stand-in data).
+
+Used by the NSPO (safety RL) and CKU (unlearning) experiments, through
+`common.train.sft_world`.
 
 General tasks (the capability to keep):
 
