@@ -4,7 +4,10 @@ Modules: `retriever` (BM25 / dense, common interface), `data` (Search-R1 /
 FlashRAG files), `protocol` (tag parsing, format checks, retrieved-token
 mask), `rollout` (batched multi-turn KV-cache agent loop), `pivots`
 (pivot labels from golden decompositions), `hazard` (hazard reward model
-and CRM loss), `rewards` (step and outcome token rewards).
+and CRM loss), `rewards` (step and outcome token rewards), `ppo` (critic,
+GAE, PPO update). The experiment: `experiment.run(config, workdir)` over
+`config` (field checks) and `stages` (SFT, hazard, RL arms, evaluation on
+the shared resumable loops of `common.train`).
 """
 
 from pica import data
