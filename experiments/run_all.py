@@ -119,15 +119,20 @@ def run_one(
   config_name: str,
   workdir: pathlib.Path,
   experiments_dir: pathlib.Path,
+  overwrite: bool = False,
 ) -> Outcome:
-  """Runs one experiment; any exception becomes a FAILED outcome."""
+  """Runs one experiment; any exception becomes a FAILED outcome.
+
+  A run dir that holds a run of another config is not touched: the
+  experiment fails with the differing fields named, unless `overwrite`.
+  """
   run_dir = workdir / name
   start = time.perf_counter()
   logging.info('=== %s (%s config) -> %s', name, config_name, run_dir)
   try:
     config = load_config(name, config_name, experiments_dir)
     run_fn = common_main.resolve(target)
-    common_main.save_config(config, str(run_dir))
+    common_main.save_config(config, str(run_dir), overwrite=overwrite)
     result = run_fn(config, str(run_dir))
     if not isinstance(result, Mapping):
       raise TypeError(
@@ -139,13 +144,51 @@ def run_one(
     seconds = time.perf_counter() - start
     error = traceback.format_exc()
     logging.error('%s FAILED after %.1f s:\n%s', name, seconds, error)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / ERROR_FILE).write_text(error)
+    try:
+      run_dir.mkdir(parents=True, exist_ok=True)
+      (run_dir / ERROR_FILE).write_text(error)
+    except OSError as e:  # e.g. an unwritable workdir: report, go on
+      logging.error('could not write %s: %s', run_dir / ERROR_FILE, e)
     return Outcome(name, 'FAILED', seconds, str(run_dir), error)
   seconds = time.perf_counter() - start
   (run_dir / ERROR_FILE).unlink(missing_ok=True)
   logging.info('%s ok in %s', name, metrics.format_duration(seconds))
   return Outcome(name, 'ok', seconds, str(run_dir))
+
+
+def _earlier_outcomes(
+  workdir: pathlib.Path, config_name: str, experiments: Mapping[str, str]
+) -> dict[str, Outcome]:
+  """Outcomes recorded in `workdir/run_all.json` by an earlier run_all.
+
+  Only those of the same `config_name`, of registered experiments, and
+  (for 'ok' ones) whose `metrics.json` is still there and valid.
+  """
+  path = workdir / SUMMARY_JSON
+  if not path.is_file():
+    return {}
+  try:
+    data = metrics.read_json(path)
+  except ValueError as e:
+    logging.warning('ignoring %s: %s', path, e)
+    return {}
+  if not isinstance(data, dict) or data.get('config_name') != config_name:
+    return {}
+  out = {}
+  for entry in data.get('experiments', []):
+    try:
+      o = Outcome(**entry)
+    except TypeError:
+      continue
+    if o.name not in experiments:
+      continue
+    if o.status == 'ok':
+      try:
+        report.load_metrics(o.run_dir)
+      except (OSError, ValueError):
+        continue
+    out[o.name] = o
+  return out
 
 
 def run_all(
@@ -155,8 +198,12 @@ def run_all(
   *,
   experiments: Mapping[str, str] | None = None,
   experiments_dir: str | pathlib.Path | None = None,
+  overwrite: bool = False,
 ) -> list[Outcome]:
   """Runs the selected experiments and writes the report.
+
+  With `only`, the other experiments' earlier results in `workdir` (from
+  its `run_all.json`, for the same `config_name`) stay in the report.
 
   Args:
     workdir: output root; experiment NAME writes to `<workdir>/NAME`.
@@ -166,9 +213,11 @@ def run_all(
     experiments: name -> 'module:function' (default: the registry).
     experiments_dir: the folder holding `<name>/configs/` (default: this
       package's folder, `EXPERIMENTS_DIR`).
+    overwrite: replace a run dir that holds a run of another config
+      (otherwise that experiment fails, naming the differing fields).
 
   Returns:
-    One `Outcome` per experiment, in registry order.
+    One `Outcome` per experiment run now, in registry order.
   """
   experiments = registry.EXPERIMENTS if experiments is None else experiments
   if experiments_dir is None:
@@ -176,31 +225,40 @@ def run_all(
   names = select(only, list(experiments))
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  earlier = _earlier_outcomes(workdir, config_name, experiments)
   outcomes = [
     run_one(
-      n, experiments[n], config_name, workdir, pathlib.Path(experiments_dir)
+      n,
+      experiments[n],
+      config_name,
+      workdir,
+      pathlib.Path(experiments_dir),
+      overwrite,
     )
     for n in names
   ]
-  ok = [pathlib.Path(o.run_dir) for o in outcomes if o.status == 'ok']
+  now = {o.name: o for o in outcomes}
+  shown = [now.get(n) or earlier.get(n) for n in experiments]
+  shown = [o for o in shown if o is not None]
+  ok = [pathlib.Path(o.run_dir) for o in shown if o.status == 'ok']
   failures = {
     o.name: '\n'.join(o.error.strip().splitlines()[-_REPORT_TRACEBACK_LINES:])
-    for o in outcomes
+    for o in shown
     if o.status != 'ok'
   }
   out = report.build_report(
     ok,
     workdir / 'report.md',
     failures=failures,
-    durations={o.name: o.seconds for o in outcomes},
-    order=names,
+    durations={o.name: o.seconds for o in shown},
+    order=[o.name for o in shown],
     title=f'Results (`{config_name}` configs)',
   )
   metrics.write_json(
     workdir / SUMMARY_JSON,
     {
       'config_name': config_name,
-      'experiments': [dataclasses.asdict(o) for o in outcomes],
+      'experiments': [dataclasses.asdict(o) for o in shown],
     },
   )
   for o in outcomes:
@@ -229,6 +287,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     'Comma-separated experiment names (default: all).',
     flag_values=flag_values,
   )
+  flags.DEFINE_bool(
+    'overwrite',
+    False,
+    "Replace an experiment's run dir that holds a run of another config "
+    '(without it, that experiment fails and names the differing fields).',
+    flag_values=flag_values,
+  )
   flags.DEFINE_integer(
     'cpu_devices',
     8,
@@ -254,7 +319,10 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS):
   common_main.quiet_library_logs()
   train.maybe_initialize_distributed()
   outcomes = run_all(
-    flag_values.workdir, flag_values.config_name, flag_values.only
+    flag_values.workdir,
+    flag_values.config_name,
+    flag_values.only,
+    overwrite=flag_values.overwrite,
   )
   failed = [o.name for o in outcomes if o.status != 'ok']
   if failed:
