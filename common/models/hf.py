@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -248,11 +249,22 @@ def tensor_map(
   return out
 
 
+def _read_json(path: str) -> Any:
+  """Parses a JSON file; a malformed one raises naming the path and line."""
+  try:
+    with open(path) as fh:
+      return json.load(fh)
+  except json.JSONDecodeError as e:
+    raise HFFormatError(
+      f'{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}).'
+    ) from e
+
+
 def _weight_files(directory: str) -> list[str]:
   index = os.path.join(directory, INDEX_FILE)
   if os.path.exists(index):
-    with open(index) as fh:
-      weight_map = json.load(fh).get('weight_map')
+    data = _read_json(index)
+    weight_map = data.get('weight_map') if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
       raise HFFormatError(f'{index}: no "weight_map" object.')
     files = sorted(set(weight_map.values()))
@@ -279,11 +291,20 @@ def read_safetensors(directory: str) -> dict[str, np.ndarray]:
   """Reads every tensor of the directory's safetensors file(s) (numpy)."""
   tensors = {}
   for path in _weight_files(directory):
-    with safetensors.safe_open(path, framework='numpy') as fh:
-      for name in fh.keys():
-        if name in tensors:
-          raise HFFormatError(f'Tensor {name!r} appears in two shards.')
-        tensors[name] = fh.get_tensor(name)
+    try:
+      with safetensors.safe_open(path, framework='numpy') as fh:
+        for name in fh.keys():
+          if name in tensors:
+            raise HFFormatError(
+              f'{path}: tensor {name!r} appears in two shards.'
+            )
+          tensors[name] = fh.get_tensor(name)
+    except HFFormatError:
+      raise
+    except Exception as e:  # safetensors' own errors name no file
+      raise HFFormatError(
+        f'{path}: not a readable safetensors file ({type(e).__name__}: {e}).'
+      ) from e
   return tensors
 
 
@@ -307,8 +328,7 @@ def load_hf(
   cfg_path = os.path.join(directory, 'config.json')
   if not os.path.isfile(cfg_path):
     raise FileNotFoundError(f'{cfg_path} does not exist.')
-  with open(cfg_path) as fh:
-    config = config_from_hf(json.load(fh), cfg_path)
+  config = config_from_hf(_read_json(cfg_path), cfg_path)
   changes = {}
   if dtype is not None:
     changes['dtype'] = dtype
@@ -477,4 +497,9 @@ def load_hf_tokenizer(directory: str):
       f'{path} does not exist (a fast-tokenizer tokenizer.json is needed; '
       'sentencepiece/tiktoken files are not supported).'
     )
-  return tokenizers.Tokenizer.from_file(path)
+  try:
+    return tokenizers.Tokenizer.from_file(path)
+  except Exception as e:  # the library's message names no file
+    raise HFFormatError(
+      f'{path}: not a readable tokenizer.json ({type(e).__name__}: {e}).'
+    ) from e
