@@ -71,3 +71,40 @@ def test_tiny_run_locked_arm_keeps_retain_at_least_plain_ga(tmp_path):
   c.cku.arms = ('cku',)
   m = experiment.run(c, str(tmp_path / 'npo'))
   assert 0.0 <= m['summary']['cku_forget_accuracy'] <= 1.0
+
+
+class _Killed(Exception):
+  pass
+
+
+@pytest.mark.slow
+def test_arm_resumes_from_a_mid_run_checkpoint(tmp_path):
+  c = tiny.get_config()
+  c.cku.checkpoint_every = 1
+  prep = sft_world.prepare(c, str(tmp_path / 'run'))
+  locked = {0: np.arange(prep.model_config.d_ff) % 5 != 0}
+  loss_fn = experiment.make_loss(c, prep)
+  batches = experiment.make_batches(c, prep)
+  args = (c, prep, 'cku', locked, loss_fn)
+  whole, _ = experiment.train_arm(*args, batches, str(tmp_path / 'a'))
+  k = c.cku.steps // 2
+
+  def killing(step):
+    if step == k:
+      raise _Killed(step)
+    return batches(step)
+
+  with pytest.raises(_Killed):
+    experiment.train_arm(*args, killing, str(tmp_path / 'b'))
+  resumed, _ = experiment.train_arm(*args, batches, str(tmp_path / 'b'))
+  assert int(resumed.step) == c.cku.steps
+  moved = False
+  for a, b, p in zip(
+    jax.tree.leaves(resumed.params),
+    jax.tree.leaves(whole.params),
+    jax.tree.leaves(prep.params),
+    strict=True,
+  ):
+    np.testing.assert_array_equal(a, b)
+    moved |= bool(np.any(np.asarray(a) != np.asarray(p)))
+  assert moved
