@@ -97,7 +97,9 @@ def drop_view(graph, key, p_edge: float, p_feat: float):
 def _train_grace(graphdef, state, graph, node_mask, key, hparams, *, epochs):
   # Hyperparameters are traced scalars: one compilation serves every value.
   tau, p_edge, p_feat = hparams['tau'], hparams['p_edge'], hparams['p_feat']
-  tx = optax.adamw(hparams['learning_rate'], hparams['weight_decay'])
+  tx = optax.adamw(
+    hparams['learning_rate'], weight_decay=hparams['weight_decay']
+  )
 
   def loss_fn(st, k):
     model = nnx.merge(graphdef, st)
