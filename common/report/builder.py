@@ -19,6 +19,12 @@ _OVERVIEW_COLUMNS = ('experiment', 'config', 'status', 'time', 'headline')
 HEADLINE_ITEMS = 4
 # Longest error line shown in the overview (the section has the traceback).
 _MAX_ERROR_CHARS = 160
+_TINY_BANNER = (
+  '> **Smoke test.** These runs use the `tiny` configs: seconds of training '
+  'on toy sizes, to check that every stage runs end to end. Their numbers '
+  "say nothing about the methods' effects; run the `default` configs (`make "
+  'demo`) for those.'
+)
 _SCALE_CAVEAT = (
   'Runs use the configuration named in each section; `tiny` and `default` '
   "are CPU-scale versions of the papers' settings (smaller models, fewer "
@@ -68,12 +74,33 @@ def markdown_table(
   return '\n'.join(lines)
 
 
-def _headline(summary: Mapping[str, Any]) -> str:
-  items = list(summary.items())[:HEADLINE_ITEMS]
-  text = '; '.join(f'{k}={format_cell(v)}' for k, v in items)
-  if len(summary) > HEADLINE_ITEMS:
+def _headline(m: Mapping[str, Any]) -> str:
+  """The run's `headline` keys (or its first summary entries)."""
+  summary = m['summary']
+  keys = m.get('headline') or list(summary)[:HEADLINE_ITEMS]
+  text = '; '.join(f'{k}={format_cell(summary[k])}' for k in keys)
+  if not m.get('headline') and len(summary) > HEADLINE_ITEMS:
     text += '; ...'
   return text or '-'
+
+
+def _signed(x: float) -> str:
+  return '0' if abs(x) < 1e-12 else f'{x:+.3g}'
+
+
+def _effect_row(e: Mapping[str, Any]) -> list[Any]:
+  shown = e['low'] > 0 or e['high'] < 0
+  level = round(100 * e.get('confidence', 0.95))
+  return [
+    e['name'],
+    e['method'],
+    e['baseline'],
+    _signed(e['mean']),
+    f'[{_signed(e["low"])}, {_signed(e["high"])}] ({level}%)',
+    e.get('num_seeds') if e.get('num_seeds') is not None else '-',
+    'shown' if shown else 'not shown (interval holds 0)',
+    e.get('paper', '') or '-',
+  ]
 
 
 def _find_runs(runs) -> list[pathlib.Path]:
@@ -108,6 +135,29 @@ def _section(
     meta += f' · time: {progress.format_duration(duration)}'
   meta += f' · run folder: `{os.path.relpath(run_dir, report_dir)}`'
   out += [meta, '']
+  if m.get('effects'):
+    out += ['### Effects (method minus baseline, paired seeds)', '']
+    out.append(
+      markdown_table(
+        [
+          'effect',
+          'method',
+          'baseline',
+          'mean',
+          'interval',
+          'seeds',
+          'verdict',
+          'paper',
+        ],
+        [_effect_row(e) for e in m['effects']],
+      )  # fmt: skip
+    )
+    out += [
+      '',
+      '*An effect is called shown only where its bootstrap interval '
+      'excludes zero.*',
+      '',
+    ]
   if m['summary']:
     out += ['### Summary', '']
     out.append(markdown_table(['metric', 'value'], list(m['summary'].items())))
@@ -196,7 +246,13 @@ def build_report(
       )
     names = list(order) + [n for n in names if n not in order]
 
-  lines = [f'# {title}', '', _SCALE_CAVEAT, '', '## Overview', '']
+  lines = [f'# {title}', '']
+  tiny = [
+    n for n in names if n in loaded and loaded[n][1]['config_name'] == 'tiny'
+  ]
+  if tiny:
+    lines += [_TINY_BANNER, '']
+  lines += [_SCALE_CAVEAT, '', '## Overview', '']
   rows = []
   for name in names:
     time = durations.get(name)
@@ -209,7 +265,7 @@ def build_report(
       rows.append([name, '-', 'FAILED', time, last])
     else:
       m = loaded[name][1]
-      rows.append([name, m['config_name'], 'ok', time, _headline(m['summary'])])
+      rows.append([name, m['config_name'], 'ok', time, _headline(m)])
   lines += [
     markdown_table(
       ['experiment', 'config', 'status', 'time', 'headline'], rows

@@ -13,11 +13,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from matplotlib import ticker
 from matplotlib.backends import backend_agg
 from matplotlib.figure import Figure
 
-# Series with at most this many points get a marker on each point.
+# Series with at most this many points get a marker on each point; longer
+# ones get markers spaced along the line.
 _MARKER_MAX_POINTS = 30
+# Series that lie on top of each other stay distinguishable: each gets its
+# own line style and marker, cycled in this order.
+_STYLES = ('-', '--', '-.', ':')
+_MARKERS = ('o', 's', '^', 'D', 'v', 'x', '*', 'P')
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -44,9 +50,24 @@ def plot_curve(
   fig = Figure(figsize=(6.0, 3.8), layout='constrained')
   backend_agg.FigureCanvasAgg(fig)
   ax = fig.add_subplot()
-  for name, s in curve['series'].items():
-    marker = 'o' if len(s['x']) <= _MARKER_MAX_POINTS else None
-    ax.plot(s['x'], s['y'], label=name, marker=marker, markersize=3)
+  integer_x = True
+  for i, (name, s) in enumerate(curve['series'].items()):
+    n = len(s['x'])
+    every = 1 if n <= _MARKER_MAX_POINTS else max(1, n // 12)
+    ax.plot(
+      s['x'],
+      s['y'],
+      label=name,
+      linestyle=_STYLES[i % len(_STYLES)],
+      marker=_MARKERS[i % len(_MARKERS)],
+      markevery=(i % every, every) if every > 1 else None,
+      markersize=4,
+      markerfacecolor='none',
+      linewidth=1.4,
+    )
+    integer_x &= all(float(x).is_integer() for x in s['x'])
+  if integer_x:  # steps, device counts: no 2.5 or 0.25 ticks
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   ax.set_title(curve['title'])
   ax.set_xlabel(curve.get('xlabel', ''))
   ax.set_ylabel(curve.get('ylabel', ''))

@@ -11,7 +11,26 @@ from common.metrics import jsonio
 
 METRICS_FILE = 'metrics.json'
 REQUIRED = ('title', 'summary')
-OPTIONAL = ('config_name', 'tables', 'curves', 'figures', 'notes')
+OPTIONAL = (
+  'config_name',
+  'headline',
+  'effects',
+  'tables',
+  'curves',
+  'figures',
+  'notes',
+)
+_EFFECT_KEYS = {
+  'name',
+  'method',
+  'baseline',
+  'mean',
+  'low',
+  'high',
+  'confidence',
+  'num_seeds',
+  'paper',
+}
 _TABLE_KEYS = {'title', 'columns', 'rows', 'note'}
 _CURVE_KEYS = {'title', 'xlabel', 'ylabel', 'series'}
 _FIGURE_KEYS = {'title', 'path'}
@@ -100,6 +119,53 @@ def validate_metrics(
     if not (isinstance(v, str) or _is_number(v)):
       c.fail(f'summary.{k}', f'must be a number or string, got {v!r}.')
   out['summary'] = dict(summary)
+
+  headline = c.list_(obj.get('headline', []), 'headline')
+  for i, key in enumerate(headline):
+    c.str_(key, f'headline[{i}]')
+    if key not in summary:
+      c.fail(
+        f'headline[{i}]',
+        f'{key!r} is not a summary key; the keys are: '
+        f'{", ".join(summary) or "none"}.',
+      )
+  out['headline'] = list(headline)
+
+  out['effects'] = []
+  for i, e in enumerate(c.list_(obj.get('effects', []), 'effects')):
+    f = f'effects[{i}]'
+    c.dict_(
+      e,
+      f,
+      keys=_EFFECT_KEYS,
+      required=('name', 'method', 'baseline', 'mean', 'low', 'high'),
+    )
+    for k in ('name', 'method', 'baseline'):
+      c.str_(e[k], f'{f}.{k}', nonempty=True)
+    for k in ('mean', 'low', 'high'):
+      if not _is_number(e[k]):
+        c.fail(f'{f}.{k}', f'must be a number, got {e[k]!r}.')
+    if not e['low'] <= e['mean'] <= e['high']:
+      c.fail(f, f'needs low <= mean <= high, got {e["low"]}, {e["mean"]}, '
+             f'{e["high"]}.')  # fmt: skip
+    confidence = e.get('confidence', 0.95)
+    if not (_is_number(confidence) and 0 < confidence < 1):
+      c.fail(f'{f}.confidence', f'must be in (0, 1), got {confidence!r}.')
+    seeds = e.get('num_seeds', None)
+    if seeds is not None and not (isinstance(seeds, int) and seeds >= 1):
+      c.fail(f'{f}.num_seeds', f'must be an int >= 1, got {seeds!r}.')
+    paper = e.get('paper', '')
+    if not (isinstance(paper, str) or _is_number(paper)):
+      c.fail(f'{f}.paper', f'must be a number or string, got {paper!r}.')
+    out['effects'].append(
+      {
+        **{k: e[k] for k in ('name', 'method', 'baseline')},
+        **{k: float(e[k]) for k in ('mean', 'low', 'high')},
+        'confidence': float(confidence),
+        'num_seeds': seeds,
+        'paper': paper,
+      }
+    )
 
   out['tables'] = []
   for i, t in enumerate(c.list_(obj.get('tables', []), 'tables')):

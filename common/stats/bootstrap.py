@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 from typing import NamedTuple
 
 import numpy as np
@@ -43,6 +44,22 @@ class Effect(NamedTuple):
   def shown(self) -> bool:
     """True when the interval excludes zero (strictly)."""
     return self.low > 0.0 or self.high < 0.0
+
+  def as_entry(
+    self, name: str, method: str, baseline: str, paper: str | float = ''
+  ) -> dict[str, Any]:
+    """The `effects` entry of `metrics.json` (common/report/README.md)."""
+    return {
+      'name': name,
+      'method': method,
+      'baseline': baseline,
+      'mean': self.mean,
+      'low': self.low,
+      'high': self.high,
+      'confidence': self.confidence,
+      'num_seeds': self.num_seeds,
+      'paper': paper,
+    }
 
   def describe(self, digits: int = 3) -> str:
     """E.g. `+0.042 [+0.010, +0.071] (95%, 3 seeds; shown)`."""

@@ -160,6 +160,8 @@ def test_validate_fills_defaults():
     'title': 'T',
     'config_name': 'custom',
     'summary': {},
+    'headline': [],
+    'effects': [],
     'tables': [],
     'curves': [],
     'figures': [],
