@@ -62,9 +62,13 @@ def grace_loss(
   eye = jnp.eye(n, dtype=bool)
   col = mask[None, :] > 0
 
+  # Multiply by 1/tau (not divide): with tau a Python constant XLA rewrites
+  # the division that way, so a traced tau gives the same numbers.
+  inv_tau = 1.0 / tau
+
   def one_side(a, b):
-    between = (a @ b.T) / tau
-    refl = (a @ a.T) / tau
+    between = (a @ b.T) * inv_tau
+    refl = (a @ a.T) * inv_tau
     neg = jnp.concatenate(
       [
         jnp.where(col, between, -jnp.inf),
