@@ -227,7 +227,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary[f'{arm}_forget_accuracy'] = ev['harm_train/accuracy']
     summary[f'{arm}_retain_accuracy'] = ev['general/accuracy']
     summary[f'{arm}_min_retain_accuracy'] = min_retain[arm]
-  summary['wall_seconds'] = round(time.time() - t0, 1)
+  summary['seconds'] = round(time.time() - t0, 1)
   rows = [
     [
       name,

@@ -52,7 +52,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           )
       (clean_rows if kind == 'clean' else results).append(res)
   metrics = summary.summarise(config, results, clean_rows, workdir)
-  metrics['summary']['wall_seconds'] = round(time.time() - t_start, 1)
+  metrics['summary']['seconds'] = round(time.time() - t_start, 1)
   return report.write_metrics(workdir, metrics)
 
 

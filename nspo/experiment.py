@@ -129,7 +129,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     summary[f'{arm}_alignment_tax'] = round(
       base['general/accuracy'] - ev['general/accuracy'], 4
     )
-  summary['wall_seconds'] = round(time.time() - t0, 1)
+  summary['seconds'] = round(time.time() - t0, 1)
   cols = [
     'model',
     'safety (refusal, RL requests)',
