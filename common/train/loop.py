@@ -284,20 +284,30 @@ def fit(
     state,
     step_fn,
     lambda state, step: (batches(step), {}),
-    num_steps=num_steps,
-    workdir=workdir,
-    mesh=mesh,
-    checkpoint_every=checkpoint_every,
-    log_every=log_every,
-    eval_fn=eval_fn,
-    eval_every=eval_every,
-    state_sharding=state_sharding,
-    max_to_keep=max_to_keep,
-    donate=donate,
-    progress=progress,
-    eval_at_start=eval_at_start,
     name='fit',
+    **_loop_options(locals()),
   )
+
+
+# The keyword options `fit` and `fit_on_policy` share (see `fit`).
+_LOOP_OPTIONS = (
+  'num_steps',
+  'workdir',
+  'mesh',
+  'checkpoint_every',
+  'log_every',
+  'eval_fn',
+  'eval_every',
+  'state_sharding',
+  'max_to_keep',
+  'donate',
+  'progress',
+  'eval_at_start',
+)
+
+
+def _loop_options(scope: Mapping[str, Any]) -> dict[str, Any]:
+  return {k: scope[k] for k in _LOOP_OPTIONS}
 
 
 def fit_on_policy(
@@ -357,19 +367,8 @@ def fit_on_policy(
     state,
     step_fn,
     rollout_fn,
-    num_steps=num_steps,
-    workdir=workdir,
-    mesh=mesh,
-    checkpoint_every=checkpoint_every,
-    log_every=log_every,
-    eval_fn=eval_fn,
-    eval_every=eval_every,
-    state_sharding=state_sharding,
-    max_to_keep=max_to_keep,
-    donate=donate,
-    progress=progress,
-    eval_at_start=eval_at_start,
     name='fit_on_policy',
+    **_loop_options(locals()),
   )
 
 

@@ -11,6 +11,7 @@ from common.report import schema
 from common.train import sft_world
 from experiments.cku.configs import paper
 from experiments.cku.configs import tiny
+from tests import resume_checks
 
 
 def test_paper_config_constructs_with_tiny_model_shape():
@@ -98,13 +99,6 @@ def test_arm_resumes_from_a_mid_run_checkpoint(tmp_path):
     experiment.train_arm(*args, killing, str(tmp_path / 'b'))
   resumed, _ = experiment.train_arm(*args, batches, str(tmp_path / 'b'))
   assert int(resumed.step) == c.cku.steps
-  moved = False
-  for a, b, p in zip(
-    jax.tree.leaves(resumed.params),
-    jax.tree.leaves(whole.params),
-    jax.tree.leaves(prep.params),
-    strict=True,
-  ):
-    np.testing.assert_array_equal(a, b)
-    moved |= bool(np.any(np.asarray(a) != np.asarray(p)))
-  assert moved
+  resume_checks.assert_resumed_run_identical(
+    resumed.params, whole.params, prep.params
+  )
