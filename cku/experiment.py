@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from cku import config as config_lib
 from cku import losses
 from cku import masking
 from cku import neurons
@@ -42,7 +43,7 @@ from common import train
 from common.synthetic import safety
 from common.train import sft_world
 
-ARMS = ('ga', 'ga_layers', 'cku')
+ARMS = config_lib.ARMS
 
 
 def _nll_from_logits(logits, batch):
@@ -178,11 +179,7 @@ def train_arm(config, prep, arm, locked, loss_fn, batches, workdir):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment; writes and returns `workdir/metrics.json`."""
-  unknown = [a for a in config.cku.arms if a not in ARMS]
-  if unknown:
-    raise ValueError(
-      f'config.cku.arms has unknown arm(s) {unknown}; allowed: {ARMS}.'
-    )
+  config_lib.validate_config(config)
   t0 = time.time()
   os.makedirs(workdir, exist_ok=True)
   prep = sft_world.prepare(config, workdir)

@@ -29,6 +29,7 @@ from common import models
 from common import report
 from common.train import sft_world
 from nspo import capture
+from nspo import config as config_lib
 from nspo import rules
 from nspo import safety_rl
 from nspo import spaces as spaces_lib
@@ -72,12 +73,8 @@ def _summary_row(name, ev, base):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment; writes and returns `workdir/metrics.json`."""
+  config_lib.validate_config(config)
   arms = tuple(config.rl.arms)
-  unknown = [a for a in arms if a not in safety_rl.ARMS]
-  if unknown:
-    raise ValueError(
-      f'config.rl.arms has unknown arm(s) {unknown}; allowed: {safety_rl.ARMS}.'
-    )
   t0 = time.time()
   os.makedirs(workdir, exist_ok=True)
   prep = sft_world.prepare(config, workdir)

@@ -33,6 +33,7 @@ from common import metrics as metrics_lib
 from common import models
 from common import optim
 from common import report
+from common import schema
 from common import synthetic
 from common import train
 from common.models import LMConfig
@@ -133,12 +134,66 @@ def greedy_exact_match(
   return float(np.mean(scores))
 
 
+def fields() -> dict[str, Any]:
+  """`common.schema` checks of every field of the lm_core config."""
+  pos = schema.integer(1)
+  lr = schema.number(0.0, open_low=True)
+  return {
+    'name': schema.string(),
+    'seed': schema.integer(0),
+    'world': schema.dataclass_kwargs(synthetic.KnowledgeWorldConfig, seed=0),
+    'top_k_docs': pos,
+    'max_prompt_len': schema.integer(8),
+    'max_new_tokens': pos,
+    'model': models.check_spec,
+    'sft': {
+      'steps': pos,
+      'batch_size': pos,
+      'learning_rate': lr,
+      'warmup_steps': schema.integer(0),
+      'log_every': pos,
+      'eval_every': pos,
+    },
+    'grpo': {
+      'steps': pos,
+      'prompts_per_step': pos,
+      'num_generations': schema.integer(2),
+      'learning_rate': lr,
+      'temperature': schema.number(0.0, open_low=True),
+      'epsilon': schema.number(0.0, open_low=True),
+      'epsilon_high': schema.number(0.0, open_low=True),
+      'beta': schema.number(0.0),
+      'log_every': pos,
+      'eval_every': pos,
+    },
+    'eval': {'num_questions': pos},
+    'checkpoint_every': pos,
+  }
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks fields, types and ranges before any work.
+
+  Raises:
+    common.schema.ConfigError: naming the field, the value and what is
+      allowed.
+  """
+  schema.validate(config, fields(), experiment='lm_core')
+  if config.grpo.epsilon_high < config.grpo.epsilon:
+    schema.fail(
+      'grpo.epsilon_high',
+      config.grpo.epsilon_high,
+      f'a number >= grpo.epsilon={config.grpo.epsilon}',
+    )
+
+
 def _model_config(config, vocab_size: int) -> LMConfig:
   return models.build_config(config.model, vocab_size=vocab_size)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs SFT then GRPO; writes `metrics.json` and returns it."""
+  validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   watch = metrics_lib.Stopwatch()

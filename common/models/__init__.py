@@ -8,6 +8,7 @@ from common.models.config import PRESETS
 from common.models.config import LMConfig
 from common.models.config import RopeScaling
 from common.models.config import build_config
+from common.models.config import check_spec
 from common.models.config import get_preset
 from common.models.functional import ApplyFn
 from common.models.functional import apply_fn
@@ -41,6 +42,7 @@ __all__ = [
   'Transformer',
   'apply_fn',
   'build_config',
+  'check_spec',
   'capture_fn',
   'config_from_hf',
   'config_to_hf',

@@ -358,3 +358,54 @@ def build_config(spec: Mapping[str, Any], **fixed) -> LMConfig:
       f'{sorted(fields)}.'
     )
   return get_preset(preset, **spec)
+
+
+_POSITIVE_INT_FIELDS = (
+  'vocab_size',
+  'd_model',
+  'n_layers',
+  'n_heads',
+  'n_kv_heads',
+  'd_ff',
+  'max_seq_len',
+)
+
+
+def check_spec(field: str, value: Any) -> None:
+  """A `common.schema` check for a `config.model` spec (see `build_config`).
+
+  Accepts `{'preset': name, <LMConfig field>: value, 'hf_dir': str}` whose
+  fields build a valid `LMConfig` (the data-derived `vocab_size` and
+  `max_seq_len` are filled in with placeholders if absent).
+
+  Raises:
+    common.schema.ConfigError: naming `config.<field>.<key>`, the value and
+      what is allowed.
+  """
+  from common import schema  # noqa: PLC0415 (schema is a leaf; no cycle)
+
+  if hasattr(value, 'to_dict'):
+    value = value.to_dict()
+  if not isinstance(value, Mapping):
+    schema.fail(field, value, "a dict {'preset': name, <LMConfig field>: ...}")
+  spec = dict(value)
+  preset = spec.pop('preset', None)
+  if preset not in PRESETS:
+    schema.fail(f'{field}.preset', preset, f'one of {sorted(PRESETS)}')
+  for key in IGNORED_SPEC_KEYS:
+    if key in spec and not isinstance(spec.pop(key), str):
+      schema.fail(f'{field}.{key}', value[key], 'a string ("" for none)')
+  fields = {f.name for f in dataclasses.fields(LMConfig)}
+  allowed = sorted(fields | {'preset', *IGNORED_SPEC_KEYS})
+  for key in sorted(spec):
+    if key not in fields:
+      schema.fail(f'{field}.{key}', spec[key], f'a field among {allowed}')
+  for key in _POSITIVE_INT_FIELDS:
+    v = spec.get(key)
+    if key in spec and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+      schema.fail(f'{field}.{key}', v, 'an integer >= 1')
+  spec.setdefault('vocab_size', 256)
+  try:
+    get_preset(preset, **spec)
+  except (TypeError, ValueError) as e:
+    raise schema.ConfigError(f'config.{field}: {e}') from None

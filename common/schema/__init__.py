@@ -5,6 +5,7 @@ from common.schema.fields import ConfigError
 from common.schema.fields import anything
 from common.schema.fields import boolean
 from common.schema.fields import choice
+from common.schema.fields import dataclass_kwargs
 from common.schema.fields import fail
 from common.schema.fields import integer
 from common.schema.fields import names
@@ -22,6 +23,7 @@ __all__ = [
   'anything',
   'boolean',
   'choice',
+  'dataclass_kwargs',
   'fail',
   'integer',
   'names',

@@ -21,6 +21,7 @@ without reading the config module.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Callable
@@ -204,6 +205,39 @@ def seeds() -> Check:
 def anything() -> Check:
   """Any value (a free-form field, e.g. a dict passed through to a library)."""
   return lambda field, value: None
+
+
+def dataclass_kwargs(cls: type, **fixed) -> Check:
+  """A dict of keyword arguments that build a valid `cls` (a dataclass).
+
+  The keys must be fields of `cls` (a subset: the rest keep their
+  defaults); `cls(**fixed, **value)` runs the dataclass's own validation,
+  whose `ValueError`/`TypeError` becomes a `ConfigError` naming the field.
+
+  Args:
+    cls: the dataclass.
+    **fixed: arguments the experiment sets itself (e.g. a seed).
+  """
+  names_ = sorted(
+    f.name for f in dataclasses.fields(cls) if f.name not in fixed
+  )
+
+  def check(field, value):
+    if hasattr(value, 'to_dict'):
+      value = value.to_dict()
+    if not isinstance(value, Mapping):
+      fail(field, value, f'a dict of {cls.__name__} fields')
+    for key in sorted(value):
+      if key not in names_:
+        raise ConfigError(
+          _unknown_message(cls.__name__, f'{field}.', key, names_)
+        )
+    try:
+      cls(**fixed, **value)
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f'config.{field}: {e}') from None
+
+  return check
 
 
 def _as_dict(config) -> dict:

@@ -30,6 +30,7 @@ from flax import nnx
 
 from common import models
 from common import optim
+from common import schema
 from common.synthetic import safety
 from common.train import lm_eval
 from common.train import loop
@@ -73,6 +74,36 @@ def base_config() -> ml_collections.ConfigDict:
     }
   )
   return c
+
+
+def fields() -> dict[str, Any]:
+  """`common.schema` checks of the fields `base_config` defines.
+
+  An experiment on this world adds its own section and validates with
+  `schema.validate(config, {**sft_world.fields(), 'nspo': {...}})`.
+  """
+  pos = schema.integer(1)
+  return {
+    'name': schema.string(),
+    'seed': schema.integer(0),
+    'task': {
+      'seed': schema.integer(0),
+      'num_knowledge': pos,
+      'num_arithmetic': schema.integer(1, 80),
+      'num_topics': schema.integer(1, len(safety.RESTRICTED_TOPICS)),
+      'heldout_templates': schema.integer(1, len(safety.REQUEST_TEMPLATES) - 1),
+      'sft_refusal_share': schema.probability(open_high=True),
+    },
+    'model': models.check_spec,
+    'sft': {
+      'steps': pos,
+      'batch_size': pos,
+      'learning_rate': schema.number(0.0, open_low=True),
+      'warmup_steps': schema.integer(0),
+      'weight_decay': schema.number(0.0),
+      'checkpoint_every': schema.integer(0),
+    },
+  }
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ def get_config():
   c.name = 'paper'
   c.world.update(
     {
-      'num_entities': 5000,
+      'num_entities': 2500,  # the most the name pools give
       'num_distractors': 5000,
       'train_questions': 50000,
       'test_questions': 2000,

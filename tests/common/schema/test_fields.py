@@ -138,3 +138,26 @@ def test_sub_config_must_be_a_config():
 def test_fail_for_cross_field_checks():
   with pytest.raises(schema.ConfigError, match=r'config.a.b=3 is invalid; '):
     schema.fail('a.b', 3, 'at most config.a.c')
+
+
+def test_dataclass_kwargs_runs_the_dataclass_checks():
+  import dataclasses
+
+  @dataclasses.dataclass
+  class World:
+    seed: int = 0
+    size: int = 4
+
+    def __post_init__(self):
+      if self.size < 2:
+        raise ValueError(f'World.size={self.size}; allowed: >= 2')
+
+  fields = {'world': schema.dataclass_kwargs(World, seed=0)}
+  schema.validate({'world': {'size': 3}}, fields)
+  with pytest.raises(schema.ConfigError) as info:
+    schema.validate({'world': {'size': 1}}, fields)
+  assert str(info.value) == 'config.world: World.size=1; allowed: >= 2'
+  with pytest.raises(schema.ConfigError, match="unknown field 'world.sise'"):
+    schema.validate({'world': {'sise': 3}}, fields)
+  with pytest.raises(schema.ConfigError, match='did you mean world.size'):
+    schema.validate({'world': {'sise': 3}}, fields)
