@@ -66,9 +66,43 @@ def restricted_load(data: bytes):
   return RestrictedUnpickler(io.BytesIO(data), encoding='latin1').load()
 
 
+class PlanetoidFormatError(ValueError):
+  """A Planetoid file is truncated, corrupt or not what its name says."""
+
+
 def _read(path: str):
   with open(path, 'rb') as f:
-    return restricted_load(f.read())
+    data = f.read()
+  try:
+    return restricted_load(data)
+  except pickle.UnpicklingError as e:
+    raise PlanetoidFormatError(
+      f'{path}: not a readable Planetoid pickle ({e}); re-download the file'
+    ) from None
+  except (EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+    raise PlanetoidFormatError(
+      f'{path}: truncated or corrupt Planetoid pickle '
+      f'({type(e).__name__}: {e}); re-download the file'
+    ) from None
+
+
+def _read_index(path: str) -> np.ndarray:
+  rows = []
+  with open(path, 'rb') as f:
+    for number, raw in enumerate(f, start=1):
+      line = raw.strip()
+      if not line:
+        continue
+      try:
+        rows.append(int(line))
+      except ValueError:
+        raise PlanetoidFormatError(
+          f'{path}, line {number}: {line[:40]!r} is not a node index (one '
+          'integer per line)'
+        ) from None
+  if not rows:
+    raise PlanetoidFormatError(f'{path}: no test indices')
+  return np.array(rows, np.int64)
 
 
 def _dense(m) -> np.ndarray:
@@ -92,6 +126,8 @@ def load_planetoid(
 
   Raises:
     FileNotFoundError: if the directory or a file is missing (names it).
+    PlanetoidFormatError: (a ValueError) a file is truncated or corrupt,
+      or the index file has a non-integer line (names the file and line).
     ValueError: if array shapes disagree (names the arrays).
   """
   if not os.path.isdir(data_dir):
@@ -106,8 +142,7 @@ def load_planetoid(
       f'Planetoid directory {data_dir!r} lacks files: {", ".join(missing)}'
     )
   obj = {s: _read(os.path.join(data_dir, f'ind.{name}.{s}')) for s in _SUFFIXES}
-  with open(os.path.join(data_dir, f'ind.{name}.test.index')) as f:
-    test_index = np.array([int(line) for line in f if line.strip()], np.int64)
+  test_index = _read_index(os.path.join(data_dir, f'ind.{name}.test.index'))
   x, y = _dense(obj['x']), np.asarray(obj['y'])
   tx, ty = _dense(obj['tx']), np.asarray(obj['ty'])
   allx, ally = _dense(obj['allx']), np.asarray(obj['ally'])

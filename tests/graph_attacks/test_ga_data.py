@@ -81,6 +81,35 @@ def test_planetoid_missing_file_named(tmp_path):
     planetoid.load_planetoid(str(tmp_path / 'nope'), 'toy')
 
 
+@pytest.mark.parametrize(
+  'content, match',
+  [
+    (None, 'truncated'),  # the real file cut in half
+    (b'garbage!', 'not a readable Planetoid pickle'),
+    (b'', 'truncated or corrupt'),
+  ],
+)
+def test_planetoid_corrupt_pickle_names_the_file(tmp_path, content, match):
+  _write_planetoid(tmp_path)
+  path = tmp_path / 'ind.toy.allx'
+  data = path.read_bytes()
+  path.write_bytes(data[: len(data) // 2] if content is None else content)
+  with pytest.raises(planetoid.PlanetoidFormatError) as info:
+    planetoid.load_planetoid(str(tmp_path), 'toy')
+  assert str(info.value).startswith(str(path))
+  assert match in str(info.value)
+
+
+def test_planetoid_bad_index_line_names_file_and_line(tmp_path):
+  _write_planetoid(tmp_path)
+  path = tmp_path / 'ind.toy.test.index'
+  lines = path.read_text().splitlines()
+  path.write_text('\n'.join([lines[0], 'x7', *lines[1:]]) + '\n')
+  with pytest.raises(planetoid.PlanetoidFormatError) as info:
+    planetoid.load_planetoid(str(tmp_path), 'toy')
+  assert str(info.value).startswith(f"{path}, line 2: b'x7'")
+
+
 def test_planetoid_mismatched_counts(tmp_path):
   _write_planetoid(tmp_path)
   with open(tmp_path / 'ind.toy.ally', 'wb') as f:
@@ -101,7 +130,9 @@ def test_restricted_unpickler_refuses_code(tmp_path):
   _write_planetoid(tmp_path)
   with open(tmp_path / 'ind.toy.graph', 'wb') as f:
     f.write(data)
-  with pytest.raises(pickle.UnpicklingError, match='system'):
+  with pytest.raises(
+    planetoid.PlanetoidFormatError, match='ind.toy.graph.*system'
+  ):
     planetoid.load_planetoid(str(tmp_path), 'toy')
 
 
