@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
+from common import stats
 from common.metrics import progress
 from common.report import plots
 from common.report import schema
@@ -89,7 +90,13 @@ def _signed(x: float) -> str:
 
 
 def _effect_row(e: Mapping[str, Any]) -> list[Any]:
-  shown = e['low'] > 0 or e['high'] < 0
+  seeds = e.get('num_seeds')
+  if seeds is not None and seeds < stats.MIN_SEEDS:
+    verdict = f'not shown (fewer than {stats.MIN_SEEDS} seeds)'
+  elif e['low'] > 0 or e['high'] < 0:
+    verdict = 'shown'
+  else:
+    verdict = 'not shown (interval holds 0)'
   level = round(100 * e.get('confidence', 0.95))
   return [
     e['name'],
@@ -98,7 +105,7 @@ def _effect_row(e: Mapping[str, Any]) -> list[Any]:
     _signed(e['mean']),
     f'[{_signed(e["low"])}, {_signed(e["high"])}] ({level}%)',
     e.get('num_seeds') if e.get('num_seeds') is not None else '-',
-    'shown' if shown else 'not shown (interval holds 0)',
+    verdict,
     e.get('paper', '') or '-',
   ]
 
@@ -154,8 +161,8 @@ def _section(
     )
     out += [
       '',
-      '*An effect is called shown only where its bootstrap interval '
-      'excludes zero.*',
+      '*An effect is called shown only where its paired bootstrap interval '
+      f'excludes zero over at least {stats.MIN_SEEDS} seeds.*',
       '',
     ]
   if m['summary']:

@@ -6,7 +6,8 @@ paired. `paired_effect` reports their mean and a percentile bootstrap
 interval of that mean: resample the `S` differences with replacement
 `num_resamples` times, take each resample's mean, and read the
 `(1 - confidence) / 2` and `(1 + confidence) / 2` quantiles. An effect is
-*shown* only where the interval excludes zero.
+*shown* only where the interval excludes zero and at least `MIN_SEEDS`
+seeds stand behind it.
 
 With few seeds the bootstrap distribution is coarse (3 seeds give at most
 10 distinct resample means), so the interval is only as good as the seeds
@@ -21,6 +22,10 @@ from typing import Any
 from typing import NamedTuple
 
 import numpy as np
+
+# Fewer paired seeds than this never show an effect (one or two seeds give
+# an interval that is a point or the two differences themselves).
+MIN_SEEDS = 3
 
 
 class Effect(NamedTuple):
@@ -42,8 +47,17 @@ class Effect(NamedTuple):
 
   @property
   def shown(self) -> bool:
-    """True when the interval excludes zero (strictly)."""
+    """True when the interval excludes zero (strictly) over >= `MIN_SEEDS`."""
+    if self.num_seeds < MIN_SEEDS:
+      return False
     return self.low > 0.0 or self.high < 0.0
+
+  @property
+  def verdict(self) -> str:
+    """'shown', or why not."""
+    if self.num_seeds < MIN_SEEDS:
+      return f'not shown: fewer than {MIN_SEEDS} seeds'
+    return 'shown' if self.shown else 'not shown: the interval holds 0'
 
   def as_entry(
     self, name: str, method: str, baseline: str, paper: str | float = ''
@@ -63,7 +77,7 @@ class Effect(NamedTuple):
 
   def describe(self, digits: int = 3) -> str:
     """E.g. `+0.042 [+0.010, +0.071] (95%, 3 seeds; shown)`."""
-    verdict = 'shown' if self.shown else 'not shown: the interval holds 0'
+    verdict = self.verdict
     f = f'{{:+.{digits}f}}'
     return (
       f'{f.format(self.mean)} [{f.format(self.low)}, {f.format(self.high)}] '

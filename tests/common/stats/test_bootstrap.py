@@ -12,7 +12,12 @@ def test_two_seeds_interval_is_the_two_differences():
   eff = stats.paired_effect([0.5, 0.9], [0.4, 0.6], num_resamples=4000)
   np.testing.assert_allclose(eff.mean, 0.2, rtol=1e-12)
   np.testing.assert_allclose([eff.low, eff.high], [0.1, 0.3], rtol=1e-12)
-  assert eff.shown and eff.num_seeds == 2 and eff.confidence == 0.95
+  assert eff.num_seeds == 2 and eff.confidence == 0.95
+  # Two seeds never show an effect, whatever the interval.
+  assert not eff.shown
+  assert eff.describe().endswith(
+    '(95%, 2 seeds; not shown: fewer than 3 seeds)'
+  )
 
 
 def test_constant_difference_gives_a_point_interval():
