@@ -40,6 +40,14 @@ from common.rl.policy_loss import OPTIONAL_BATCH_KEYS
 from common.rl.policy_loss import REQUIRED_BATCH_KEYS
 from common.rl.policy_loss import PolicyLossConfig
 from common.rl.policy_loss import make_policy_loss
+from common.rl.preference import LOSS_TYPES as PREFERENCE_LOSS_TYPES
+from common.rl.preference import PairLogprobs
+from common.rl.preference import concatenated_sequence_logprobs
+from common.rl.preference import dpo_loss
+from common.rl.preference import implicit_rewards
+from common.rl.preference import preference_logits
+from common.rl.preference import preference_metrics
+from common.rl.preference import spin_loss
 
 __all__ = [
   'IMPORTANCE_SAMPLING_LEVELS',
@@ -48,7 +56,9 @@ __all__ = [
   'KLControllerState',
   'LOSS_AGG_MODES',
   'OPTIONAL_BATCH_KEYS',
+  'PairLogprobs',
   'PolicyLossConfig',
+  'PREFERENCE_LOSS_TYPES',
   'REQUIRED_BATCH_KEYS',
   'SCALE_REWARDS',
   'TURN_NORM_MODES',
@@ -57,12 +67,15 @@ __all__ = [
   'apply_kl_penalty',
   'broadcast_to_tokens',
   'clipped_value_loss',
+  'concatenated_sequence_logprobs',
+  'dpo_loss',
   'dr_grpo_advantages',
   'entropy',
   'fixed_kl_controller',
   'gae_advantages',
   'group_advantages',
   'group_normalize',
+  'implicit_rewards',
   'kl_divergence',
   'make_policy_loss',
   'masked_mean',
@@ -70,9 +83,12 @@ __all__ = [
   'next_token_entropy',
   'next_token_logprobs',
   'ppo_policy_loss',
+  'preference_logits',
+  'preference_metrics',
   'rloo_advantages',
   'sequence_logprob',
   'shift_for_next_token',
+  'spin_loss',
   'token_logprobs',
   'turn_level_advantages',
   'whiten',
