@@ -7,6 +7,7 @@ model's raw logits (temperature 1, before top-k/top-p), as RL losses need.
 """
 
 from common.sampling.filters import choose_tokens
+from common.sampling.filters import repetition_penalty
 from common.sampling.filters import sampling_logits
 from common.sampling.filters import top_k_filter
 from common.sampling.filters import top_p_filter
@@ -23,6 +24,7 @@ from common.sampling.sampler import append
 from common.sampling.sampler import finish_reason_names
 from common.sampling.sampler import generate
 from common.sampling.sampler import prefill
+from common.sampling.sampler import prompt_seen
 
 __all__ = [
   'FINISH_EOS',
@@ -39,6 +41,8 @@ __all__ = [
   'finish_reason_names',
   'generate',
   'prefill',
+  'prompt_seen',
+  'repetition_penalty',
   'sampling_logits',
   'top_k_filter',
   'top_p_filter',

@@ -51,6 +51,28 @@ def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
   return jnp.where(logits < threshold, -jnp.inf, logits)
 
 
+def repetition_penalty(
+  logits: jax.Array, seen: jax.Array, penalty: float
+) -> jax.Array:
+  """CTRL / Hugging Face repetition penalty on tokens already in the context.
+
+  For each token `v` with `seen[b, v]`: `logit / penalty` where the logit is
+  positive, `logit * penalty` where it is not (both lower its probability
+  for `penalty > 1`). Other tokens are unchanged.
+
+  Args:
+    logits: `[B, V]`.
+    seen: `[B, V]` bool, True for tokens in the prompt or generated so far.
+    penalty: `> 0`; 1 leaves the logits as they are.
+
+  Returns:
+    `[B, V]` float32 logits.
+  """
+  x = logits.astype(jnp.float32)
+  hit = jnp.where(x > 0, x / penalty, x * penalty)
+  return jnp.where(seen, hit, x)
+
+
 def sampling_logits(
   logits: jax.Array,
   temperature: float,
