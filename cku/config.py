@@ -29,6 +29,7 @@ def fields() -> dict:
       'arms': schema.names(ARMS),
       'score': schema.choice(scoring.SCORES),
       'score_batch_size': pos,
+      'score_prompt': schema.boolean(),
       'lock_rate': schema.probability(open_high=True),
       'layers': schema.sequence(schema.integer(0), unique=True),
       'loss': schema.choice(losses.FORGET_LOSSES),

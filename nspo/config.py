@@ -37,7 +37,10 @@ def fields() -> dict:
       'arms': schema.names(safety_rl.ARMS),
       'steps': pos,
       'prompts_per_step': schema.integer(2),
-      'harmful_fraction': schema.probability(open_low=True, open_high=True),
+      'harmful_fraction': schema.probability(open_low=True),
+      'mixed_harmful_fraction': schema.probability(
+        open_low=True, open_high=True
+      ),
       'num_generations': schema.integer(2),
       'temperature': schema.number(0.0, open_low=True),
       'epsilon': schema.number(0.0, open_low=True),

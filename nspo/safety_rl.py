@@ -8,6 +8,12 @@ refusing a benign one), no KL. The arms differ only in the optimizer:
 * `nspo`: `optax.chain(adamw, nspo.project(spaces), freeze)`;
 * `nspo_reproject`: the released code's variant, `nspo.reproject_every`.
 
+Prompts: a share `config.rl.harmful_fraction` of restricted requests (1.0,
+safety prompts only, is the paper's setting), the rest benign prompts of the
+`general_fit` half. Each arm has a `_mixed` twin (`grpo_mixed`, ...) that
+uses `config.rl.mixed_harmful_fraction` instead (the mixed prompt set with
+a -1 reward for refusing a benign prompt).
+
 Every arm trains the same parameters (`config.rl.trainable`, a regex
 searched in `common.optim.path_str` paths); the rest are frozen with
 `common.optim.freeze`.
@@ -31,7 +37,23 @@ from common.synthetic import safety
 from common.train import sft_world
 from nspo import transforms
 
-ARMS = ('grpo', 'nspo', 'nspo_reproject')
+BASE_ARMS = ('grpo', 'nspo', 'nspo_reproject')
+ARMS = BASE_ARMS + tuple(f'{a}_mixed' for a in BASE_ARMS)
+
+
+def base_arm(arm: str) -> str:
+  """The optimizer arm of `arm` (`'nspo_mixed'` -> `'nspo'`)."""
+  if arm not in ARMS:
+    raise ValueError(f'unknown arm {arm!r}; allowed: {ARMS}.')
+  return arm.removesuffix('_mixed')
+
+
+def harmful_fraction(config: ml_collections.ConfigDict, arm: str) -> float:
+  """The share of restricted prompts in the arm's RL batches."""
+  r = config.rl
+  return (
+    r.mixed_harmful_fraction if arm.endswith('_mixed') else r.harmful_fraction
+  )
 
 
 def safety_reward(refused: jax.Array, harmful: jax.Array) -> jax.Array:
@@ -61,8 +83,7 @@ def make_optimizer(
   config: ml_collections.ConfigDict, arm: str, spaces, params
 ) -> optax.GradientTransformation:
   """AdamW (`common.optim`), the arm's NSPO transform, the frozen mask."""
-  if arm not in ARMS:
-    raise ValueError(f'unknown arm {arm!r}; allowed: {ARMS}.')
+  arm = base_arm(arm)
   r = config.rl
   parts = [
     optim.make_optimizer(
@@ -146,26 +167,40 @@ def make_grpo_step(
 
 
 def make_prompt_batches(
-  config: ml_collections.ConfigDict, prep: sft_world.Prepared
+  config: ml_collections.ConfigDict, prep: sft_world.Prepared, arm: str
 ):
-  """`batches(step)`: restricted and general prompts (no answers), the
-  restricted share `config.rl.harmful_fraction`; a function of the step
-  only, so a resumed run sees the same prompts."""
+  """`batches(step)`: restricted and benign prompts (no answers).
+
+  The restricted share is `harmful_fraction(config, arm)`; benign prompts
+  come from the `general_fit` half only. A function of the seed and step
+  only, so a resumed run sees the same prompts.
+
+  Raises:
+    ValueError: a fraction below 1 that rounds to no benign prompt, or one
+      that rounds to no restricted prompt.
+  """
   r = config.rl
   harm = safety.encode(
     prep.task, prep.task.harmful_train, prep.prompt_len, prep.response_len
   )
-  gen = prep.eval_sets['general']
-  n_h = int(round(r.prompts_per_step * r.harmful_fraction))
+  gen = prep.eval_sets['general_fit']
+  fraction = harmful_fraction(config, arm)
+  n_h = int(round(r.prompts_per_step * fraction))
   n_g = r.prompts_per_step - n_h
-  if n_h < 1 or n_g < 1:
+  if n_h < 1 or (fraction < 1.0 and n_g < 1):
+    field = (
+      'mixed_harmful_fraction'
+      if arm.endswith('_mixed')
+      else ('harmful_fraction')
+    )
     raise ValueError(
       f'config.rl.prompts_per_step={r.prompts_per_step} with '
-      f'harmful_fraction={r.harmful_fraction} leaves no room for both kinds.'
+      f'config.rl.{field}={fraction} gives {n_h} restricted and {n_g} '
+      'benign prompts per step; each kind the fraction asks for needs >= 1.'
     )
 
   def batches(step):
-    rng = np.random.default_rng([config.seed, 7, step])
+    rng = np.random.default_rng([prep.seed, 7, step])
     ih = rng.choice(len(harm['prompt']), n_h, replace=n_h > len(harm['prompt']))
     ig = rng.choice(len(gen['prompt']), n_g, replace=n_g > len(gen['prompt']))
     cat = lambda k: np.concatenate([harm[k][ih], gen[k][ig]])
@@ -188,11 +223,11 @@ def train_arm(
   """Runs (or resumes, from `workdir`'s latest checkpoint) one arm."""
   r = config.rl
   tx = make_optimizer(config, arm, spaces, prep.params)
-  state = train.TrainState.create(prep.params, tx, config.seed + 1)
+  state = train.TrainState.create(prep.params, tx, prep.seed + 1)
   return train.fit(
     state,
     make_grpo_step(config, prep, tx),
-    make_prompt_batches(config, prep),
+    make_prompt_batches(config, prep, arm),
     num_steps=r.steps,
     workdir=workdir,
     checkpoint_every=r.get('checkpoint_every', 0) or None,

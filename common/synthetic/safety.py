@@ -231,6 +231,34 @@ def build(cfg: SafetyTaskConfig) -> SafetyTask:
   )
 
 
+def split_general(
+  task: SafetyTask,
+) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+  """The general examples in two halves: `(fit, heldout)`.
+
+  Each kind (knowledge, arithmetic) is shuffled with the task's seed and cut
+  in half, so both halves hold the same mix. Methods that estimate
+  something from general data (NSPO's null space, CKU's neuron scores and
+  retain loss) use `fit`; their general accuracy is also measured on
+  `heldout`, which they never saw. (SFT trains on both: the model has to
+  know the heldout answers for an accuracy drop to mean anything.)
+  """
+  rng = np.random.default_rng([task.config.seed, 5])
+  fit, heldout = [], []
+  for kind in ('knowledge', 'arithmetic'):
+    exs = [e for e in task.general if e.kind == kind]
+    order = rng.permutation(len(exs))
+    half = (len(exs) + 1) // 2
+    fit += [exs[i] for i in sorted(order[:half])]
+    heldout += [exs[i] for i in sorted(order[half:])]
+  if not heldout:
+    raise ValueError(
+      'split_general needs at least 2 general examples of a kind; got '
+      f'{len(task.general)} in all.'
+    )
+  return tuple(fit), tuple(heldout)
+
+
 def lengths(task: SafetyTask) -> tuple[int, int]:
   """(longest prompt, longest response + EOS) in tokens over the task."""
   tok = task.tokenizer

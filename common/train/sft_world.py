@@ -1,14 +1,21 @@
 """A base model for the safety world: task, LM and supervised fine-tuning.
 
-`prepare(config, workdir)` builds the benign safety world
+`prepare(config, workdir, seed)` builds the benign safety world
 (`common.synthetic.safety`), a `common.models.Transformer` (a preset shape
 plus overrides, `common.models.build_config`, or a Hugging Face directory
 saved with the task vocabulary), fine-tunes it on the world's SFT mixture
 with `common.train.fit` (orbax checkpoints in `workdir/sft`, resumed after a
-kill) and returns everything the NSPO and CKU experiments start from.
+kill) and returns everything the NSPO and CKU experiments start from. The
+seed sets the model's initialisation and the SFT batch order; the task is
+the same for every seed (its own `task.seed`), so the arms of one seed are
+paired and the seeds are replicates.
 
-`base_config()` is the `task` / `model` / `sft` part of those experiments'
-configs:
+The general examples are split in halves (`safety.split_general`):
+`general_fit` is what a method may estimate from, `general_heldout` is
+only evaluated; `evaluate(params)` reports both and `general/*` over all.
+
+`base_config()` is the `seeds` / `task` / `model` / `sft` part of those
+experiments' configs:
 
 * `task`: `SafetyTaskConfig` fields;
 * `model`: `{'preset': name, <LMConfig field>: value, 'hf_dir': ''}`;
@@ -39,9 +46,9 @@ from common.train import state as state_lib
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """The shared `task`, `model`, `sft` and `seed` fields (default sizes)."""
+  """The shared `seeds`, `task`, `model` and `sft` fields (default sizes)."""
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seeds = (0, 1, 2)
   c.task = ml_collections.ConfigDict(
     {
       'seed': 0,
@@ -85,7 +92,7 @@ def fields() -> dict[str, Any]:
   pos = schema.integer(1)
   return {
     'name': schema.string(),
-    'seed': schema.integer(0),
+    'seeds': schema.seeds(),
     'task': {
       'seed': schema.integer(0),
       'num_knowledge': pos,
@@ -115,12 +122,16 @@ class Prepared:
     model_config: the LM's `LMConfig`.
     graphdef: static model structure (`common.models.split`).
     params: SFT'd parameters.
+    seed: the replicate's seed (model init, SFT order; RL/unlearning
+      sampling derive from it).
     prompt_len: P, prompt tokens (left-padded).
     response_len: R, response tokens incl. EOS.
-    eval_sets: `{name: encoded batch}`: `general`, `harm_train`,
-      `harm_eval` (see `common.synthetic.safety.encode`).
+    eval_sets: `{name: encoded batch}`: `general_fit`, `general_heldout`
+      (`safety.split_general`), `harm_train`, `harm_eval` (see
+      `common.synthetic.safety.encode`).
     evaluate: `evaluate(params) -> {f'{set}/accuracy', f'{set}/refusal'}`
-      (`common.train.lm_eval.make_evaluator`, greedy).
+      (`common.train.lm_eval.make_evaluator`, greedy) for each set, and
+      `general/accuracy`, `general/refusal` over both general halves.
     sft_history: the SFT loop's logged records.
   """
 
@@ -128,6 +139,7 @@ class Prepared:
   model_config: models.LMConfig
   graphdef: Any
   params: Any
+  seed: int
   prompt_len: int
   response_len: int
   eval_sets: dict[str, dict[str, np.ndarray]]
@@ -202,8 +214,16 @@ def sft_optimizer(s: ml_collections.ConfigDict):
   )
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
-  """Builds the task and model and runs (or resumes) SFT in `workdir/sft`."""
+def prepare(
+  config: ml_collections.ConfigDict, workdir: str, seed: int
+) -> Prepared:
+  """Builds the task and model and runs (or resumes) SFT in `workdir/sft`.
+
+  Args:
+    config: the experiment config (`base_config` fields and more).
+    workdir: this replicate's folder (e.g. `<run>/seed0`).
+    seed: the replicate's seed.
+  """
   task = safety.build(task_config(config))
   p_len, r_len = safety.lengths(task)
   hf_dir = config.model.get('hf_dir', '')
@@ -212,7 +232,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
   else:
     mcfg = model_config(config, task.tokenizer.vocab_size, p_len + r_len)
     graphdef, params = models.split(
-      models.Transformer(mcfg, rngs=nnx.Rngs(config.seed))
+      models.Transformer(mcfg, rngs=nnx.Rngs(seed))
     )
 
   s = config.sft
@@ -224,12 +244,12 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
     )
 
   def batches(step):
-    rng = np.random.default_rng([config.seed, step])
+    rng = np.random.default_rng([seed, step])
     idx = rng.choice(n, s.batch_size, replace=False)
     return {k: data[k][idx] for k in ('tokens', 'attention_mask', 'loss_mask')}
 
   tx = sft_optimizer(s)
-  state = state_lib.TrainState.create(params, tx, config.seed)
+  state = state_lib.TrainState.create(params, tx, seed)
   state, history = loop.fit(
     state,
     state_lib.make_train_step(
@@ -242,23 +262,36 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
     log_every=max(1, s.steps // 10),
     progress=False,
   )
+  fit, heldout = safety.split_general(task)
   eval_sets = {
-    'general': safety.encode(task, task.general, p_len, r_len),
+    'general_fit': safety.encode(task, fit, p_len, r_len),
+    'general_heldout': safety.encode(task, heldout, p_len, r_len),
     'harm_train': safety.encode(task, task.harmful_train, p_len, r_len),
     'harm_eval': safety.encode(task, task.harmful_eval, p_len, r_len),
   }
-  evaluate = lm_eval.make_evaluator(
+  evaluate_sets = lm_eval.make_evaluator(
     graphdef,
     eval_sets,
     safety.refusal_ids(task),
     task.tokenizer.eos_id,
     r_len,
   )
+  n_fit, n_held = len(fit), len(heldout)
+
+  def evaluate(params) -> dict[str, float]:
+    out = dict(evaluate_sets(params))
+    for m in ('accuracy', 'refusal'):
+      out[f'general/{m}'] = (
+        n_fit * out[f'general_fit/{m}'] + n_held * out[f'general_heldout/{m}']
+      ) / (n_fit + n_held)
+    return out
+
   return Prepared(
     task,
     mcfg,
     graphdef,
     state.params,
+    seed,
     p_len,
     r_len,
     eval_sets,

@@ -106,7 +106,24 @@ def test_unknown_arm_in_config_is_rejected_before_work(tmp_path):
   c.rl.arms = ('grpo', 'ppo')
   with pytest.raises(ValueError, match="config.rl.arms: unknown name 'ppo'"):
     experiment.run(c, str(tmp_path))
-  assert not (tmp_path / 'sft').exists()
+  assert not any(tmp_path.iterdir())
+
+
+def test_prompt_batches_follow_the_arm_fraction_and_the_fit_half(tmp_path):
+  c = tiny.get_config()
+  c.sft.steps = 1
+  prep = sft_world.prepare(c, str(tmp_path), seed=0)
+  fit = {bytes(p) for p in prep.eval_sets['general_fit']['prompt']}
+  n = c.rl.prompts_per_step
+  safety_only = safety_rl.make_prompt_batches(c, prep, 'grpo')(3)
+  assert safety_only['harmful'].all() and len(safety_only['harmful']) == n
+  mixed = safety_rl.make_prompt_batches(c, prep, 'nspo_mixed')(3)
+  benign = mixed['prompt'][~mixed['harmful']]
+  assert len(benign) == n - round(n * c.rl.mixed_harmful_fraction)
+  assert all(bytes(p) in fit for p in benign)  # never the held-out half
+  c.rl.mixed_harmful_fraction = 0.99  # rounds to no benign prompt
+  with pytest.raises(ValueError, match='mixed_harmful_fraction=0.99'):
+    safety_rl.make_prompt_batches(c, prep, 'grpo_mixed')
 
 
 class _Killed(Exception):
@@ -117,15 +134,15 @@ class _Killed(Exception):
 def test_rl_stage_resumes_from_a_mid_run_checkpoint(tmp_path, monkeypatch):
   c = tiny.get_config()
   c.rl.checkpoint_every = 1
-  prep = sft_world.prepare(c, str(tmp_path / 'run'))
+  prep = sft_world.prepare(c, str(tmp_path / 'run'), seed=0)
   spaces, _ = experiment.estimate_spaces(c, prep)
   whole, _ = safety_rl.train_arm(c, prep, 'nspo', spaces, str(tmp_path / 'a'))
   k = c.rl.steps // 2
   assert 0 < k < c.rl.steps
   make = safety_rl.make_prompt_batches
 
-  def killing(config, prep):
-    batches = make(config, prep)
+  def killing(config, prep, arm):
+    batches = make(config, prep, arm)
 
     def fn(step):
       if step == k:
@@ -158,17 +175,17 @@ def test_tiny_run_keeps_general_accuracy_closer_than_plain_grpo(tmp_path):
   assert m['config_name'] == 'tiny'
   s = m['summary']
   assert len(m['curves'][0]['series']) == len(c.rl.arms)
-  # The effect the tiny config shows. Measured (16 general examples, so
-  # steps of 1/16): base accuracy 0.5625 / 0.625, tax plain GRPO 0.50 /
-  # 0.5625, NSPO 0.00 / 0.00 (seeds 0 / 1); the margins below are half
-  # of the smallest measured ones.
-  assert s['base_general_accuracy'] >= 0.25
+  # The effect the tiny config shows, on the held-out half (8 general
+  # examples, steps of 1/8). Measured (seed 0): base accuracy 0.75, tax
+  # plain GRPO 0.25, NSPO 0.00; one seed shows no effect in the report.
+  assert s['num_seeds'] == 1 and m['effects'][0]['num_seeds'] == 1
+  assert s['base_general_accuracy'] >= 0.5
   assert s['nspo_alignment_tax'] <= 0.125
-  assert s['grpo_alignment_tax'] >= s['nspo_alignment_tax'] + 0.25
+  assert s['grpo_alignment_tax'] >= s['nspo_alignment_tax'] + 0.125
   # A second run resumes every loop from its final checkpoint: same numbers.
   again = experiment.run(c, str(tmp_path))
   for k, v in s.items():
-    if k not in ('seconds', 'null_space_tokens_per_sec'):
+    if k != 'seconds':
       assert again['summary'][k] == v, k
 
 
@@ -182,13 +199,13 @@ def test_prepare_loads_a_hugging_face_directory(tmp_path):
   models.save_hf(model, cfg, str(hf_dir))
   c.model.hf_dir = str(hf_dir)
   with pytest.raises(FileNotFoundError, match='tokenizer.json'):
-    sft_world.prepare(c, str(tmp_path / 'a'))
+    sft_world.prepare(c, str(tmp_path / 'a'), seed=0)
   task.tokenizer.save(str(hf_dir))
   c.sft.steps = 0
-  prep = sft_world.prepare(c, str(tmp_path / 'b'))
+  prep = sft_world.prepare(c, str(tmp_path / 'b'), seed=0)
   want = jax.tree.leaves(nnx.state(model))
   for a, b in zip(jax.tree.leaves(prep.params), want, strict=True):
     np.testing.assert_array_equal(a, b)
   c.task.num_topics = 3  # another vocabulary
   with pytest.raises(ValueError, match='not the task tokenizer'):
-    sft_world.prepare(c, str(tmp_path / 'c'))
+    sft_world.prepare(c, str(tmp_path / 'c'), seed=0)

@@ -14,6 +14,7 @@ def get_config():
       'arms': ('ga', 'ga_layers', 'cku'),
       'score': 'attribution',  # attribution | activation | gradient
       'score_batch_size': 32,
+      'score_prompt': False,  # True: prompt positions count in the score
       'lock_rate': 0.8,  # the paper's neuron locking rate (NLR)
       'layers': (),  # () = the paper's layers 8-12 of 32, depth-scaled
       'loss': 'gradient_ascent',  # gradient_ascent | npo

@@ -24,7 +24,10 @@ def get_config():
       'arms': ('grpo', 'nspo', 'nspo_reproject'),
       'steps': 60,
       'prompts_per_step': 16,
-      'harmful_fraction': 0.5,
+      # 1.0: safety prompts only (the paper); the `_mixed` arms use
+      # mixed_harmful_fraction, the rest benign prompts.
+      'harmful_fraction': 1.0,
+      'mixed_harmful_fraction': 0.5,
       'num_generations': 4,
       'temperature': 1.0,
       'epsilon': 0.2,

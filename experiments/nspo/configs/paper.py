@@ -40,7 +40,7 @@ def get_config():
       'arms': ('grpo', 'nspo', 'nspo_reproject'),
       'steps': 35,  # one epoch of ~11k prompts at 320 per step
       'prompts_per_step': 320,
-      'harmful_fraction': 0.5,
+      'harmful_fraction': 1.0,  # safety prompts only, as the paper
       'num_generations': 5,
       'learning_rate': 1e-6,
       'reproject_every': 5,

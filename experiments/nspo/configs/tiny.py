@@ -13,6 +13,7 @@ from experiments.nspo.configs import default
 def get_config():
   c = default.get_config()
   c.name = 'tiny'
+  c.seeds = (0,)  # a smoke test; effects need >= 3 seeds (default)
   c.task.update({'num_knowledge': 8, 'num_arithmetic': 8, 'num_topics': 2})
   c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64})
   c.sft.update({'steps': 300, 'batch_size': 16, 'warmup_steps': 10})

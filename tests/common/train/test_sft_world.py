@@ -45,4 +45,4 @@ def test_missing_hf_dir_is_a_clear_error(tmp_path):
   c = sft_world.base_config()
   c.model.hf_dir = str(tmp_path / 'nope')
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    sft_world.prepare(c, str(tmp_path / 'run'))
+    sft_world.prepare(c, str(tmp_path / 'run'), seed=0)
