@@ -45,6 +45,7 @@ from common import rl
 from common import train
 from common.sampling import sampler as sampler_lib
 from tpaw import data as data_lib
+from tpaw import lanes as lanes_lib
 from tpaw import loss as loss_lib
 from tpaw import team as team_lib
 
@@ -265,6 +266,35 @@ def equals_target(data: data_lib.PairData, entry: dict[str, Any]) -> float:
   return float(same.mean())
 
 
+@dataclasses.dataclass
+class Lane:
+  """One self-play run of a `run_selfplay_lanes` stack.
+
+  Attributes:
+    name: metric prefix and folder (`<workdir>/<name>/team`); '' for a
+      single run.
+    init_params: theta_0 (the SFT model).
+    config: its `SelfPlayConfig`; the lanes of a stack must agree on the
+      shapes (`STACK_FIELDS`) and may differ in the rest (seed, team,
+      window, lam, eta, gamma, temperature).
+  """
+
+  name: str
+  init_params: Any
+  config: SelfPlayConfig
+
+
+STACK_FIELDS = (
+  'iterations',
+  'steps_per_iteration',
+  'batch_size',
+  'width',
+  'checkpoint_every',
+  'log_every',
+  'logprob_batch_size',
+)
+
+
 def run_selfplay(
   graphdef: nnx.GraphDef,
   init_params: Any,
@@ -295,122 +325,215 @@ def run_selfplay(
     mesh: the training mesh (default: all devices).
 
   Returns:
-    A `SelfPlayResult`.
+    A `SelfPlayResult` (`state.params` unstacked).
 
   Raises:
     NonFiniteIterationError: a non-finite loss or metric (naming the step
       and iteration); the checkpoints written before it are kept.
   """
-  k = config.steps_per_iteration
+  state, history, per_lane = run_selfplay_lanes(
+    graphdef,
+    [Lane('', init_params, config)],
+    data,
+    tx,
+    workdir,
+    eos_id=eos_id,
+    pad_id=pad_id,
+    eval_fn=eval_fn,
+    mesh=mesh,
+  )
+  state = state._replace(
+    params=lanes_lib.unstack(state.params, 0),
+    opt_state=lanes_lib.unstack(state.opt_state, 0),
+    extras=lanes_lib.unstack(state.extras, 0),
+  )
+  return SelfPlayResult(state, history, per_lane[''])
+
+
+def run_selfplay_lanes(
+  graphdef: nnx.GraphDef,
+  lanes: list[Lane],
+  data: data_lib.PairData,
+  tx: optax.GradientTransformation,
+  workdir: str | os.PathLike,
+  *,
+  eos_id: int,
+  pad_id: int = 0,
+  eval_fn: Callable[[Any], dict[str, float]] | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+) -> tuple[Any, list[dict[str, Any]], dict[str, list[dict[str, float]]]]:
+  """`run_selfplay` for several lanes stacked in one jitted step.
+
+  Every lane samples, keeps its team store (`<workdir>/<name>/team`) and
+  trains exactly as it would alone; the stack shares one compiled step and
+  one training checkpoint (`<workdir>/checkpoints`).
+
+  Returns:
+    `(state, history, per_lane)`: the stacked final state (`[L, ...]`
+    leaves), the loop's records (lane metrics named `'<lane>:<metric>'`)
+    and `{lane: per_iteration(...)}`.
+  """
+  names = [lane.name for lane in lanes]
+  lanes_lib.check_names(names)
+  first = lanes[0].config
+  for lane in lanes[1:]:
+    for field in STACK_FIELDS:
+      if getattr(lane.config, field) != getattr(first, field):
+        raise ValueError(
+          f'tpaw: lane {lane.name!r} has {field}='
+          f'{getattr(lane.config, field)} but lane {lanes[0].name!r} has '
+          f'{getattr(first, field)}; stacked lanes must share {STACK_FIELDS}.'
+        )
+  k = first.steps_per_iteration
   n = len(data)
-  if config.batch_size > n:
+  if first.batch_size > n:
     raise ValueError(
-      f'tpaw: batch_size={config.batch_size} > the {n} SFT pairs.'
+      f'tpaw: batch_size={first.batch_size} > the {n} SFT pairs.'
     )
   workdir = os.fspath(workdir)
   apply = models.apply_fn(graphdef)
   capacity = data.prompt.shape[1] + data.target.shape[1]
-  sampler = sampler_lib.Sampler(models.merge(graphdef, init_params), capacity)
-  store = team_lib.TeamStore(
-    os.path.join(workdir, 'team'),
-    max_to_keep=max(config.n_max, config.opponent_window) + 1,
+  sampler = sampler_lib.Sampler(
+    models.merge(graphdef, lanes[0].init_params), capacity
   )
-  host_init = team_lib.to_host(init_params)
-  like = {
-    'params': host_init,
-    'generated': np.zeros(data.target.shape, np.int32),
-    'generated_mask': np.zeros(data.target.shape, bool),
-  }
-  sft_target = team_lib.sequence_logps(
-    graphdef, host_init, data.prompt, data.prompt_mask, data.target,
-    data.target_mask, config.logprob_batch_size,
-  )  # fmt: skip
-  cache: dict[str, Any] = {'iteration': None}
+  stores, likes, sft_targets, caches = [], [], [], []
+  for lane in lanes:
+    c = lane.config
+    stores.append(
+      team_lib.TeamStore(
+        os.path.join(workdir, lane.name, 'team'),
+        max_to_keep=max(c.n_max, c.opponent_window) + 1,
+      )
+    )
+    host_init = team_lib.to_host(lane.init_params)
+    likes.append(
+      {
+        'params': host_init,
+        'generated': np.zeros(data.target.shape, np.int32),
+        'generated_mask': np.zeros(data.target.shape, bool),
+      }
+    )
+    sft_targets.append(
+      team_lib.sequence_logps(
+        graphdef,
+        host_init,
+        data.prompt,
+        data.prompt_mask,
+        data.target,
+        data.target_mask,
+        c.logprob_batch_size,
+      )  # fmt: skip
+    )
+    caches.append({'iteration': None})
 
-  def open_iteration(state, t):
+  def open_iteration(i, params, t):
+    c, store, cache = lanes[i].config, stores[i], caches[i]
     if t not in store.iterations():
       entry = {
-        'params': team_lib.to_host(state.params),
-        **_generate(sampler, state.params, data, config, eos_id, pad_id, t),
+        'params': team_lib.to_host(params),
+        **_generate(sampler, params, data, c, eos_id, pad_id, t),
       }
       store.save(t, entry)
-    needed = sorted(
-      set(team_lib.team_iterations(t, config.n_max))
-      | set(team_lib.opponent_iterations(t, config.opponent_window))
-    )
-    entries = {j: store.restore(j, like) for j in needed}
-    opponent = team_lib.stack_opponent(
-      data,
-      [
-        entries[j]
-        for j in team_lib.opponent_iterations(t, config.opponent_window)
-      ],
-    )
-    members = [
-      entries[j]['params'] for j in team_lib.team_iterations(t, config.n_max)
-    ]
+    team_its = team_lib.team_iterations(t, c.n_max)
+    opp_its = team_lib.opponent_iterations(t, c.opponent_window)
+    entries = {j: store.restore(j, likes[i]) for j in set(team_its + opp_its)}
+    opponent = team_lib.stack_opponent(data, [entries[j] for j in opp_its])
     logps = team_lib.team_logprobs(
-      graphdef, members, opponent, config.width, config.logprob_batch_size
+      graphdef,
+      [entries[j]['params'] for j in team_its],
+      opponent,
+      c.width,
+      c.logprob_batch_size,
     )
     reps = opponent['prompt'].shape[0] // n
-    arrays = {
-      **opponent,
-      **logps,
-      'sft_target_logps': np.tile(sft_target, reps),
-    }
+    lane = lanes[i].name
     cache.update(
       iteration=t,
-      arrays=arrays,
+      arrays={
+        **opponent,
+        **logps,
+        'sft_target_logps': np.tile(sft_targets[i], reps),
+      },
       host={
-        'iteration': float(t + 1),
-        'opponent_triplets': float(opponent['prompt'].shape[0]),
-        'generated_equals_target': equals_target(data, entries[t]),
+        lanes_lib.lane_key(lane, 'iteration'): float(t + 1),
+        lanes_lib.lane_key(lane, 'opponent_triplets'): float(
+          opponent['prompt'].shape[0]
+        ),
+        lanes_lib.lane_key(lane, 'generated_equals_target'): equals_target(
+          data, entries[t]
+        ),
       },
     )
 
   def rollout_fn(state, step):
     t = step // k
-    if cache['iteration'] != t:
-      open_iteration(state, t)
-    arrays = cache['arrays']
-    m = arrays['prompt'].shape[0]
-    idx = np.random.default_rng([config.seed, 7, step]).choice(
-      m, config.batch_size, replace=False
-    )
-    return {key: arrays[key][idx] for key in BATCH_KEYS}, cache['host']
+    batches, host = [], {}
+    for i, lane in enumerate(lanes):
+      cache = caches[i]
+      if cache['iteration'] != t:
+        open_iteration(i, lanes_lib.unstack(state.params, i), t)
+      arrays = cache['arrays']
+      m = arrays['prompt'].shape[0]
+      idx = np.random.default_rng([lane.config.seed, 7, step]).choice(
+        m, first.batch_size, replace=False
+      )
+      batches.append({key: arrays[key][idx] for key in BATCH_KEYS})
+      host.update(cache['host'])
+    return lanes_lib.stack_batches(batches), host
 
-  state = train.TrainState.create(
-    init_params, tx, config.seed, extras=hyperparameters(config)
+  state = lanes_lib.create_state(
+    [lane.init_params for lane in lanes],
+    tx,
+    first.seed,
+    [hyperparameters(lane.config) for lane in lanes],
   )
+
+  def evaluate(state):
+    out = {}
+    for i, lane in enumerate(lanes):
+      for key, v in eval_fn(lanes_lib.unstack(state.params, i)).items():
+        out[lanes_lib.lane_key(lane.name, key)] = v
+    return out
+
+  loss_fn = make_loss(apply)
   try:
     state, history = train.fit_on_policy(
       state,
-      make_step(apply, tx),
+      lanes_lib.make_lane_step(loss_fn, tx, names),
       rollout_fn,
-      num_steps=config.iterations * k,
+      num_steps=first.iterations * k,
       workdir=workdir,
       mesh=mesh,
-      checkpoint_every=config.checkpoint_every,
-      log_every=config.log_every,
-      eval_fn=(lambda s: eval_fn(s.params)) if eval_fn else None,
+      checkpoint_every=first.checkpoint_every,
+      log_every=first.log_every,
+      eval_fn=evaluate if eval_fn else None,
       eval_every=k,
       progress=False,
     )
   except train.NonFiniteError as e:
     raise NonFiniteIterationError(e, k) from e
   finally:
-    store.close()
-  return SelfPlayResult(state, history, per_iteration(history, k))
+    for store in stores:
+      store.close()
+  per_lane = {name: per_iteration(history, k, name) for name in names}
+  return state, history, per_lane
 
 
 def per_iteration(
-  history: list[dict[str, Any]], steps_per_iteration: int
+  history: list[dict[str, Any]], steps_per_iteration: int, lane: str = ''
 ) -> list[dict[str, float]]:
   """Per iteration: the mean of each metric over its logged records.
 
   Records are assigned by their step (`(step - 1) // K`); `log_every`
   divides `K`, so no record spans two iterations. `eval_*` entries (logged
   at the iteration's last step) are carried as they are.
+
+  Args:
+    history: the loop's records.
+    steps_per_iteration: K.
+    lane: keep only this lane's metrics (`'<lane>:<name>'` and
+      `'eval_<lane>:<name>'`, returned without the prefix); '' keeps the
+      unprefixed ones.
 
   Returns:
     One dict per iteration, `{'iteration': t (1-based), name: mean}`.
@@ -419,6 +542,7 @@ def per_iteration(
   for record in history:
     if record['step'] == 0:
       continue
+    record = _lane_view(record, lane)
     groups.setdefault((record['step'] - 1) // steps_per_iteration, []).append(
       record
     )
@@ -431,4 +555,19 @@ def per_iteration(
       values = [float(r[name]) for r in rows if name in r]
       entry[name] = float(np.mean(values))
     out.append(entry)
+  return out
+
+
+def _lane_view(record: dict[str, Any], lane: str) -> dict[str, Any]:
+  out = {'step': record['step']}
+  for key, value in record.items():
+    if key == 'step':
+      continue
+    if lane == '':
+      if ':' not in key:
+        out[key] = value
+      continue
+    for prefix, head in ((f'{lane}:', ''), (f'eval_{lane}:', 'eval_')):
+      if key.startswith(prefix):
+        out[head + key[len(prefix) :]] = value
   return out
