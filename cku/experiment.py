@@ -54,6 +54,7 @@ from common.synthetic import safety
 from common.train import sft_world
 
 ARMS = config_lib.ARMS
+validate_config = config_lib.validate_config
 
 
 def _nll_from_logits(logits, batch):

@@ -44,6 +44,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from common import schema
 from common import train
 
 RunFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
@@ -247,6 +248,10 @@ def run_from_flags(
   fn = resolve(run_fn)
   cfg, out = config.value, workdir.value
   logging.info('config:\n%s', cfg)
+  # The experiment's own check, before anything is written.
+  validate = getattr(sys.modules.get(fn.__module__), 'validate_config', None)
+  if validate is not None:
+    validate(cfg)
   save_config(cfg, out, overwrite=overwrite)
   result = fn(cfg, out)
   summary = result.get('summary', {}) if isinstance(result, dict) else {}
@@ -326,7 +331,7 @@ def launch(run_fn: str | RunFn, main_file: str) -> None:
     train.maybe_initialize_distributed()
     try:
       run_from_flags(run_fn, config, workdir, flags.FLAGS.overwrite)
-    except ConfigMismatchError as e:
+    except (ConfigMismatchError, schema.ConfigError) as e:
       _fail(str(e))
     except train.TrainingInterrupted as e:
       print(str(e), file=sys.stderr)

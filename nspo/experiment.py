@@ -41,6 +41,8 @@ from nspo import rules
 from nspo import safety_rl
 from nspo import spaces as spaces_lib
 
+validate_config = config_lib.validate_config
+
 
 def estimate_spaces(config, prep: sft_world.Prepared):
   """Null spaces of the targeted sites on the `general_fit` sequences."""

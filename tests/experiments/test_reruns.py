@@ -113,6 +113,10 @@ def _main(*args, cwd):
       "error: unknown field 'stepz' in config.sft (from "
       "--config.sft.stepz=3); did you mean 'steps'",
     ),
+    (
+      ['--config.sft.batch_size=0'],
+      'error: config.sft.batch_size=0 is invalid; allowed: an integer >= 1',
+    ),
   ],
 )
 def test_bad_config_input_is_one_line_and_exit_2(tmp_path, args, message):
