@@ -261,10 +261,21 @@ def build_metrics(config, res: StageResults) -> dict[str, Any]:
       return None
     return row[simulation.SPEEDUP_COLUMN + simulation.BASELINES.index(k)]
 
+  summary = _summary(config, res, paper_n, speed)
   return {
     'title': 'DHP: dynamic hybrid parallelism (simulated + CPU execution)',
     'config_name': config.name,
-    'summary': _summary(config, res, paper_n, speed),
+    'headline': [
+      k
+      for k in (
+        'geomean_speedup_vs_static_ring',
+        'geomean_speedup_vs_megatron_balanced',
+        'max_speedup_vs_static_ring',
+        'gap_to_exact_mean',
+      )
+      if k in summary
+    ],
+    'summary': summary,
     'tables': _tables(config, res, paper_n, speed),
     'curves': curves(config, res),
     'notes': _notes(res),

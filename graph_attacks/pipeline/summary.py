@@ -218,9 +218,18 @@ def summarise(
   plots = curves(config, rows, attacks, results)
   for curve, name in plots:  # the report draws `curves` again beside others
     report.plot_curve(curve, os.path.join(workdir, name))
+  # The overview's row: CP-GBA beside the first baseline, per paradigm.
+  others = [a for a in attacks if a != 'cpgba']
+  headline = [
+    k
+    for p in FAMILIES
+    for k in (f'cpgba_{p}_asr', f'{others[0]}_{p}_asr' if others else '')
+    if k in summary
+  ][:4]
   return {
     'title': 'Graph backdoors across paradigms (CP-GBA and baselines)',
     'config_name': config.name,
+    'headline': headline,
     'summary': summary,
     'tables': tables,
     'curves': [curve for curve, _ in plots],

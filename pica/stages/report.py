@@ -75,6 +75,11 @@ def build(
   return {
     'title': 'PiCA: hazard step rewards vs outcome-only RL (knowledge world)',
     'config_name': config.name,
+    'headline': [
+      k
+      for k in ('em_pica', 'em_outcome_only', 'em_sft', 'hazard_heldout_auc')
+      if k in summary
+    ],
     'summary': summary,
     'tables': [
       {
