@@ -16,4 +16,5 @@ EXPERIMENTS: dict[str, str] = {
   'nspo': 'nspo.experiment:run',
   'cku': 'cku.experiment:run',
   'pica': 'pica.experiment:run',
+  'graftllm': 'graftllm.experiment:run',
 }

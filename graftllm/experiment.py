@@ -53,6 +53,7 @@ from common.train import sft as sft_lib
 from graftllm import compress
 from graftllm import delta as delta_lib
 from graftllm import fusion
+from graftllm import lora as lora_lib
 from graftllm import merging
 from graftllm import quant
 from graftllm import router as router_lib
@@ -157,6 +158,11 @@ FIELDS = {
     'hidden': schema.integer(1),
     'steps': schema.integer(1),
     'learning_rate': schema.number(0.0, open_low=True),
+  },
+  'lora': {
+    'enabled': schema.boolean(),
+    'learning_rate': schema.number(0.0, open_low=True),
+    'alpha': schema.number(0.0, open_low=True),
   },
   'calibration_samples': schema.integer(1),
 }
@@ -346,6 +352,42 @@ class Trainer:
       progress=False,
     )
     return state.params, history
+
+  def lora(self, base, data, rank: int, seed: int, workdir):
+    """LoRA fine-tuning of `base` (frozen) at `rank`; returns the adapted
+    parameters. Steps, batch and schedule are `finetune`'s; the learning
+    rate and alpha are `lora`'s."""
+    c = self.config
+    s = ml_collections.ConfigDict(c.finetune.to_dict())
+    s.learning_rate = c.lora.learning_rate
+    alpha = c.lora.alpha
+    sft_loss = sft_lib.make_sft_loss(models.apply_fn(self.graphdef))
+
+    def loss(lp, batch, rng):
+      return sft_loss(lora_lib.apply_lora(base, lp, alpha), batch, rng)
+
+    n = len(data['tokens'])
+    keys = ('tokens', 'attention_mask', 'loss_mask')
+
+    def batches(step):
+      rng = np.random.default_rng([seed, step])
+      idx = rng.choice(n, s.batch_size, replace=s.batch_size > n)
+      return {k: data[k][idx] for k in keys}
+
+    tx = _optimizer(s)
+    adapter = lora_lib.init_lora(jax.random.key(seed), base, rank)
+    state = train.TrainState.create(adapter, tx, seed)
+    state, _ = train.fit(
+      state,
+      train.make_train_step(loss, tx, has_aux=True),
+      batches,
+      num_steps=s.steps,
+      workdir=workdir,
+      checkpoint_every=c.checkpoint_every or None,
+      log_every=max(1, s.steps // 5),
+      progress=False,
+    )
+    return lora_lib.apply_lora(base, state.params, alpha)
 
   def dpo(self, params, chosen, rejected, seed: int, workdir):
     """DPO from `params` (also the frozen reference) on fixed pairs."""
@@ -550,6 +592,23 @@ def run_seed(config, seed: int, workdir: pathlib.Path, shared, sets):
     for t in TASKS
   }
   del lib_probe
+
+  # LoRA at the pack's byte size (fine-tuned from the base model).
+  if config.lora.enabled:
+    res['lora'] = {}
+    for i, t in enumerate(TASKS):
+      budget = res['pack'][t]['bytes']
+      rank = lora_lib.rank_for_bytes(base, budget)
+      adapted = trainer.lora(
+        base, data[t], rank, seed * 100 + 21 + i, workdir / f'lora_{t}'
+      )
+      nbytes = lora_lib.adapter_bytes(base, rank)
+      res['lora'][t] = {
+        'em': _em(score(adapted)[t]),
+        'rank': rank,
+        'bytes': nbytes,
+        'bits_per_param': 8.0 * nbytes / packs[t].num_params(),
+      }
 
   # Sweep: one knob at a time around the main config.
   c = config.compression
@@ -758,6 +817,17 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
     title, bname, paper = ablation_names[name]
     effect(f'own-task EM: {title}', pack_own, vals, 'GraftLLM pack', bname,
            paper)  # fmt: skip
+  lora_own = None
+  if config.lora.enabled:
+    lora_own = [_mean([r['lora'][t]['em'] for t in TASKS]) for r in runs]
+    effect(
+      'own-task EM: SkillPack minus LoRA at equal bytes',
+      pack_own,
+      lora_own,
+      'GraftLLM pack',
+      'LoRA (same bytes)',
+      'LoRA r=32-128 nearly collapses under DPO',
+    )
   if config.dpo.steps:
     effect(
       'own-task EM of the full model: SFT + DPO minus SFT only',
@@ -807,6 +877,13 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
     )
     return {'x': [p[0] for p in xy], 'y': [p[1] for p in xy]}
 
+  lora_bits = (
+    _mean(
+      [_mean([r['lora'][t]['bits_per_param'] for t in TASKS]) for r in runs]
+    )
+    if lora_own is not None
+    else None
+  )
   curve = {
     'title': 'Own-task exact match vs bits per delta parameter',
     'xlabel': 'bits per delta parameter',
@@ -821,6 +898,11 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
         else {}
       ),
       'full fine-tuning (fp16 delta)': {'x': [16.0], 'y': [_mean(ft_own)]},
+      **(
+        {"LoRA at the pack's bytes": {'x': [lora_bits], 'y': [_mean(lora_own)]}}
+        if lora_own is not None
+        else {}
+      ),
       'base model': {'x': [0.0], 'y': [_mean(base_own)]},
     },
   }
@@ -832,6 +914,7 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
     'base_own_em': _mean(base_own),
     'pack_bits_per_param': _mean(pack_bits),
     **{f'{n}_own_em': _mean(v) for n, v in ablation.items()},
+    **({'lora_own_em': _mean(lora_own)} if lora_own is not None else {}),
     'explicit_routing_em': _mean(fus['explicit routing']),
     'implicit_routing_em': _mean(fus['implicit routing']),
     'task_arithmetic_em': _mean(fus['Task Arithmetic']),
@@ -873,6 +956,9 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
       ('SFT only (before DPO)', [_own(r['sft_only']) for r in runs])
     )
   rows_in.append(('GraftLLM pack (module-aware)', pack_own))
+  if lora_own is not None:
+    ranks = sorted({r['lora'][t]['rank'] for r in runs for t in TASKS})
+    rows_in.append((f"LoRA at the pack's bytes (rank {ranks})", lora_own))
   rows_in += [(labels[n], v) for n, v in ablation.items()]
   for label, vals in rows_in:
     pack_rows.append([label, ms(vals)])
@@ -979,8 +1065,10 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
       f'{len(sets["know"])} items. A tiny model on CPU: its deltas are not '
       "low-rank like an 8B model's, so bits per parameter are higher than "
       "the paper's ~1.13 at the same quality.",
-      'Merges (TA/TIES/DARE) are applied to the uncompressed deltas; LoRA '
-      'at equal bytes is not run (see graftllm/README.md).',
+      'Merges (TA/TIES/DARE) are applied to the uncompressed deltas. LoRA '
+      '(attention + MLP kernels, float16 factors) is trained from the base '
+      'model with the fine-tuning budget at the largest rank within the '
+      "main pack's bytes.",
     ],
   }
   return report.write_metrics(workdir, metrics)

@@ -23,9 +23,9 @@ def get_config():
   # DPO after SFT (0 steps: SFT only).
   c.dpo = ml_collections.ConfigDict(
     {
-      'steps': 30,
+      'steps': 20,
       'batch_size': 8,
-      'learning_rate': 3e-4,
+      'learning_rate': 1e-4,
       'warmup_steps': 0,
       'beta': 0.1,
     }
@@ -61,6 +61,10 @@ def get_config():
   )
   c.router = ml_collections.ConfigDict(
     {'hidden': 32, 'steps': 100, 'learning_rate': 1e-2}
+  )
+  # LoRA baseline at the main pack's byte size (steps: finetune's).
+  c.lora = ml_collections.ConfigDict(
+    {'enabled': True, 'learning_rate': 1e-2, 'alpha': 8.0}
   )
   c.calibration_samples = 64
   return c

@@ -15,6 +15,7 @@ def get_config():
   c.base.update({'steps': 150, 'batch_size': 16})
   c.finetune.update({'steps': 60, 'batch_size': 8})
   c.dpo.steps = 10
+  c.lora.enabled = False  # graftllm.lora is unit-tested; saves two fits
   c.sweep.update({'betas': (0.5,), 'alphas': (0.3,), 'ablations': ('uniform',)})
   c.sweep.bit_groups = {'all2': ((2, -1),)}
   c.router.steps = 30
