@@ -16,5 +16,6 @@ EXPERIMENTS: dict[str, str] = {
   'nspo': 'nspo.experiment:run',
   'cku': 'cku.experiment:run',
   'pica': 'pica.experiment:run',
+  'readerlm': 'readerlm.experiment:run',
   'graftllm': 'graftllm.experiment:run',
 }

@@ -1,0 +1,110 @@
+"""The experiment: configs, bad input, and a tiny end-to-end run."""
+
+import json
+
+import pytest
+
+from common import schema
+from experiments.readerlm.configs import default
+from experiments.readerlm.configs import paper
+from experiments.readerlm.configs import tiny
+from readerlm import experiment
+from readerlm import realpages
+
+
+def test_paper_config_is_constructed_and_valid():
+  c = paper.get_config()
+  experiment.validate_config(c)
+  assert c.model.preset == 'qwen2.5-1.5b'
+  assert c.model.hf_dir == 'Qwen2.5-1.5B-Instruct'
+  assert c.model.rope_theta == 5e6 == c.paper.rope_theta
+  assert tuple(c.paper.context_schedule) == (32_768, 125_000, 256_000)
+  assert c.paper.stage_order[-2:] == ('dpo', 'self_play')
+  from common import models
+
+  cfg = models.build_config(
+    c.model,
+    vocab_size=c.vocab_size,
+    max_seq_len=c.paper.max_position_embeddings,
+  )
+  assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads) == (
+    28,
+    1536,
+    12,
+    2,
+  )
+  assert cfg.rope_theta == 5e6 and cfg.qkv_bias
+
+
+def test_default_has_three_seeds():
+  c = default.get_config()
+  experiment.validate_config(c)
+  assert len(c.seeds) >= 3
+
+
+@pytest.mark.parametrize(
+  'field,value,match',
+  [
+    ('drafter', 'pandoc', 'drafter'),
+    ('merge_weights', (0.7, 0.7), 'merge_weights'),
+    ('sft.steps', 0, 'sft.steps'),
+    ('pages.sections', ('paragraph', 'video'), 'pages'),
+  ],
+)
+def test_bad_config_is_refused_before_work(field, value, match):
+  c = tiny.get_config()
+  node = c
+  *parents, leaf = field.split('.')
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(schema.ConfigError, match=match):
+    experiment.validate_config(c)
+
+
+def test_missing_nodejs_dir_is_skipped_with_a_message(tmp_path):
+  c = tiny.get_config()
+  c.real.nodejs_dir = str(tmp_path / 'absent')
+  real, note = experiment.evaluate_real(c)
+  assert real is None and 'skipped' in note and 'absent' in note
+
+
+def test_nodejs_loader_on_small_files(tmp_path):
+  (tmp_path / 'fs.html').write_text(
+    '<html><body><div id="column2">nav</div><div id="apicontent"><h1>fs</h1>'
+    '<p>File system.</p></div></body></html>'
+  )
+  (tmp_path / 'fs.md').write_text(
+    '# fs\n\n<!-- YAML\nadded: v0\n-->\n\n\n\nFile system.\n'
+  )
+  (tmp_path / 'only.html').write_text('<p>no md</p>')
+  pages = realpages.load_nodejs(tmp_path)
+  assert [p['id'] for p in pages] == ['fs']
+  assert pages[0]['markdown'] == '# fs\n\nFile system.\n'
+  c = tiny.get_config()
+  c.real.nodejs_dir = str(tmp_path)
+  real, note = experiment.evaluate_real(c)
+  assert '1 Node.js pages' in note
+  # The main-content selection drops the sidebar: never worse than the page.
+  r = real['html_to_markdown']
+  assert r['apicontent']['rouge_l'] >= r['whole']['rouge_l']
+  assert r['apicontent']['rouge_l'] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end(tmp_path):
+  c = tiny.get_config()
+  c.real.nodejs_dir = str(tmp_path / 'none')
+  m = experiment.run(c, str(tmp_path / 'run'))
+  s = m['summary']
+  # The rule refiner removes the clutter the drafter keeps.
+  assert s['refined_rouge_l'] > s['drafter_rouge_l'] + 0.2
+  names = [t['title'] for t in m['tables']]
+  assert any('by stage' in n for n in names)
+  assert (tmp_path / 'run' / 'tokenizer' / 'tokenizer.json').exists()
+  for name in ('sft_filtered', 'sft_critique', 'dpo'):
+    assert (tmp_path / 'run' / 'synthesis' / f'{name}.jsonl').exists()
+  again = experiment.run(c, str(tmp_path / 'run'))  # resumes from cache
+  assert json.dumps(again['summary']['dpo_rouge_l']) == json.dumps(
+    s['dpo_rouge_l']
+  )
