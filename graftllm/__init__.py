@@ -5,14 +5,16 @@ Pipeline: `delta.extract_delta` (or `extract_delta_hf`) -> `compress.compress`
 explained-variance rank rule for attention, SVD + mixed-bit GPTQ for the MLP)
 -> `skillpack.SkillPack` (`save` / `load`: packed integers in safetensors)
 -> `fusion.SkillLibrary` (explicit routing by task id, implicit routing with
-`router`; add / remove packs) beside the `merging` baselines (Task
-Arithmetic, TIES, DARE). See graftllm/README.md.
+`router`; add / remove packs) beside the baselines: `merging` (Task
+Arithmetic, TIES, DARE) and `lora` (LoRA at a byte budget). See
+graftllm/README.md.
 """
 
 from graftllm import bitpack
 from graftllm import compress
 from graftllm import delta
 from graftllm import fusion
+from graftllm import lora
 from graftllm import merging
 from graftllm import prune
 from graftllm import quant
@@ -41,6 +43,7 @@ __all__ = [
   'extract_delta',
   'extract_delta_hf',
   'fusion',
+  'lora',
   'merging',
   'prune',
   'quant',

@@ -50,6 +50,7 @@ from common.rl import preference
 from common.synthetic import safety
 from common.train import lm_eval
 from common.train import sft as sft_lib
+from common.train import sft_world
 from graftllm import compress
 from graftllm import delta as delta_lib
 from graftllm import fusion
@@ -518,7 +519,10 @@ def run_seed(config, seed: int, workdir: pathlib.Path, shared, sets):
   """Everything for one seed; returns a JSON-able dict of results."""
   data, score, trainer = shared['data'], shared['score'], shared['trainer']
   mcfg = shared['model_config']
-  _, init = models.split(models.Transformer(mcfg, rngs=nnx.Rngs(seed)))
+  if shared['hf_params'] is not None:
+    init = shared['hf_params']
+  else:
+    _, init = models.split(models.Transformer(mcfg, rngs=nnx.Rngs(seed)))
 
   base, _ = trainer.sft(init, data['base'], 'base', seed, workdir / 'base')
   ft, sft_only, dpo_pairs = {}, {}, {}
@@ -720,18 +724,29 @@ def run_seed(config, seed: int, workdir: pathlib.Path, shared, sets):
 
 
 def _shared(config, world, sets):
-  """Encoded sets and the jitted pieces every seed reuses."""
+  """Encoded sets and the jitted pieces every seed reuses.
+
+  With `config.model.hf_dir` the base model's starting point is that
+  Hugging Face directory (`common.train.sft_world.load_hf`: its tokenizer
+  must be the task's word tokenizer) for every seed, instead of a random
+  initialisation from `config.model`.
+  """
   p_len, r_len = safety.lengths(world)
   data = {k: safety.encode(world, v, p_len, r_len) for k, v in sets.items()}
-  mcfg = models.build_config(
-    config.model,
-    vocab_size=world.tokenizer.vocab_size,
-    max_seq_len=p_len + r_len,
-  )
-  graphdef, _ = models.split(models.Transformer(mcfg, rngs=nnx.Rngs(0)))
+  hf_params = None
+  if config.model.get('hf_dir', ''):
+    mcfg, graphdef, hf_params = sft_world.load_hf(config.model.hf_dir, world)
+  else:
+    mcfg = models.build_config(
+      config.model,
+      vocab_size=world.tokenizer.vocab_size,
+      max_seq_len=p_len + r_len,
+    )
+    graphdef, _ = models.split(models.Transformer(mcfg, rngs=nnx.Rngs(0)))
   return {
     'data': data,
     'model_config': mcfg,
+    'hf_params': hf_params,
     'trainer': Trainer(config, graphdef),
     'score': make_scorer(graphdef, data, world.tokenizer.eos_id, r_len),
     'capture': make_capture(graphdef),
@@ -864,8 +879,11 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
   )
 
   # Score vs bits curve (mean over seeds and tasks).
-  def series(knob):
-    pts = {}
+  def series(knob, with_main=True):
+    # A knob's values, plus the main config (the centre of every sweep).
+    pts = (
+      {'main': list(zip(pack_bits, pack_own, strict=True))} if with_main else {}
+    )
     for r in runs:
       for row in r['sweep']:
         if row['knob'] == knob:
@@ -893,7 +911,7 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
       'module-aware, bit-group sweep': series('bits'),
       'module-aware, alpha sweep': series('alpha'),
       **(
-        {'uniform (SVD + GPTQ everywhere)': series('uniform')}
+        {'uniform (SVD + GPTQ everywhere)': series('uniform', with_main=False)}
         if 'uniform' in ablation
         else {}
       ),

@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -129,3 +130,29 @@ def test_preference_pairs_hand_case():
   np.testing.assert_array_equal(rejected['loss_mask'], [[0, 0, 1, 1, 1]])
   none = (np.array([False, False, False]), None, None)
   assert experiment.preference_pairs(data, none, base) is None
+
+
+def test_base_model_from_a_hugging_face_directory(tmp_path):
+  from flax import nnx
+
+  from common import models
+
+  c = tiny.get_config()
+  world, sets = experiment.build_tasks(c)
+  cfg = models.build_config(
+    c.model, vocab_size=world.tokenizer.vocab_size, max_seq_len=32
+  )
+  model = models.Transformer(cfg, rngs=nnx.Rngs(3))
+  models.save_hf(model, cfg, tmp_path / 'hf')
+  world.tokenizer.save(tmp_path / 'hf')
+  c.model.hf_dir = str(tmp_path / 'hf')
+  shared = experiment._shared(c, world, sets)
+  want = models.split(model)[1]
+  got = shared['hf_params']
+  for x, y in zip(
+    jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True
+  ):
+    np.testing.assert_array_equal(x, y)
+  c.model.hf_dir = str(tmp_path / 'missing')
+  with pytest.raises(FileNotFoundError, match='missing'):
+    experiment._shared(c, world, sets)
