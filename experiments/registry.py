@@ -18,4 +18,5 @@ EXPERIMENTS: dict[str, str] = {
   'pica': 'pica.experiment:run',
   'readerlm': 'readerlm.experiment:run',
   'graftllm': 'graftllm.experiment:run',
+  'rlvr_backdoor': 'rlvr_backdoor.experiment:run',
 }
