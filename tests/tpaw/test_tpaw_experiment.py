@@ -11,6 +11,7 @@ from experiments.tpaw.configs import tiny
 from tpaw import experiment
 
 
+@pytest.mark.slow  # ~40 s idle (compiles dominate); ~100 s under load
 def test_tiny_end_to_end(tmp_path):
   m = experiment.run(tiny.get_config(), str(tmp_path))
   s = m['summary']
