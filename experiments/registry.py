@@ -16,6 +16,7 @@ EXPERIMENTS: dict[str, str] = {
   'nspo': 'nspo.experiment:run',
   'cku': 'cku.experiment:run',
   'pica': 'pica.experiment:run',
+  'tpaw': 'tpaw.experiment:run',
   'readerlm': 'readerlm.experiment:run',
   'graftllm': 'graftllm.experiment:run',
   'rlvr_backdoor': 'rlvr_backdoor.experiment:run',
