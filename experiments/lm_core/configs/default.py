@@ -6,10 +6,12 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = 'default'
-  c.seed = 0
+  # Replicates: model init, SFT order and sampling; the world is the same.
+  c.seeds = (0, 1, 2)
   # The knowledge world (common.synthetic.KnowledgeWorldConfig fields).
   c.world = ml_collections.ConfigDict(
     {
+      'seed': 0,
       'num_entities': 800,
       'num_distractors': 800,
       'num_templates': 4,
@@ -47,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   )
   c.grpo = ml_collections.ConfigDict(
     {
-      'steps': 200,
+      'steps': 100,
       'prompts_per_step': 16,
       'num_generations': 8,
       'learning_rate': 5e-4,

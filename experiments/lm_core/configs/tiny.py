@@ -6,6 +6,7 @@ from experiments.lm_core.configs import default
 def get_config():
   c = default.get_config()
   c.name = 'tiny'
+  c.seeds = (0,)  # a smoke test; effects need >= 3 seeds (default)
   c.world.update(
     {
       'num_entities': 60,

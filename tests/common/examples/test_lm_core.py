@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from common import synthetic
 from common.examples import lm_core as experiment
 from common.report import schema
 from experiments.lm_core.configs import paper
@@ -13,7 +14,9 @@ from experiments.lm_core.configs import tiny
 @pytest.fixture(scope='module')
 def world():
   cfg = tiny.get_config()
-  return experiment._world(cfg)
+  return synthetic.build_knowledge_world(
+    synthetic.KnowledgeWorldConfig(**cfg.world.to_dict())
+  )
 
 
 def test_examples_hold_the_golden_document(world):
@@ -56,10 +59,14 @@ def test_tiny_run_writes_valid_metrics_and_reruns(tmp_path):
   assert on_disk['summary'] == result['summary']
   schema.validate_metrics(on_disk, str(tmp_path / 'metrics.json'))
   # What six SFT steps can show: the loss falls.
-  (sft_curve,) = [c for c in result['curves'] if c['title'] == 'SFT loss']
+  (sft_curve,) = [c for c in result['curves'] if c['title'].startswith('SFT')]
   losses = sft_curve['series']['sft loss']['y']
   assert losses[-1] < 0.9 * losses[0], losses
-  assert (tmp_path / 'grpo' / 'checkpoints').is_dir()
+  for arm in ('sft', 'grpo', 'sft_more'):
+    assert (tmp_path / 'seed0' / arm / 'checkpoints').is_dir()
+  # One seed: each effect is reported, none is called shown.
+  assert [e['num_seeds'] for e in result['effects']] == [1, 1, 1]
+  assert result['headline'][0] == 'test_em_after_grpo'
   # A rerun in the same workdir resumes from the finished checkpoints and
   # reports the same numbers (the history spans the earlier run).
   again = experiment.run(tiny.get_config(), str(tmp_path))
