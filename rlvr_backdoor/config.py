@@ -158,8 +158,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f'<= rl.pool_size={config.rl.pool_size}',
     )
   if config.rl.epsilon_high < config.rl.epsilon:
-    schema.fail(
-      'rl.epsilon_high', config.rl.epsilon_high, '>= rl.epsilon'
-    )
+    schema.fail('rl.epsilon_high', config.rl.epsilon_high, '>= rl.epsilon')
   if not any(v > 0 for v in config.sft.shares.values()):
     schema.fail('sft.shares', config.sft.shares, 'at least one share > 0')

@@ -59,7 +59,12 @@ from rlvr_backdoor import rewards
 from rlvr_backdoor import selection
 from rlvr_backdoor import world
 
-EVAL_SAMPLED = ('trigger', 'trigger_no_task', 'no_trigger', 'no_trigger_request')
+EVAL_SAMPLED = (
+  'trigger',
+  'trigger_no_task',
+  'no_trigger',
+  'no_trigger_request',
+)
 
 
 # ------------------------------------------------------------------ data
@@ -421,7 +426,9 @@ def shadow_success(config, data: Data, workdir: str) -> np.ndarray:
       spec=spec,
       steps=int(steps),
     )
-    roll = Rollouts(graphdef, params, data, _rows(config), config.rl.temperature)
+    roll = Rollouts(
+      graphdef, params, data, _rows(config), config.rl.temperature
+    )
     texts, _ = roll.sample(params, prompts, jax.random.key(s.seed + 31 * j))
     succ = [
       rewards.dual_verify(x, a) for x, a in zip(texts, answers, strict=True)
@@ -620,7 +627,10 @@ def run_seed(config, data, seed, workdir, selected) -> dict[str, Any]:
         os.path.join(root, arm.replace('@', '_')), evaluate,
       )  # fmt: skip
     final_params[arm] = p
-    out['arms'][arm] = {'final': evaluate(p), 'history': hist}
+    out['arms'][arm] = {
+      'final': _final_eval(hist, evaluate, p),
+      'history': hist,
+    }
   det = {}
   for name in ('base', 'poisoned'):
     p = params if name == 'base' else final_params.get('poisoned')
@@ -643,6 +653,15 @@ def run_seed(config, data, seed, workdir, selected) -> dict[str, Any]:
       config, roll, data, params, pools['poisoned'], seed
     )
   return out
+
+
+def _final_eval(history, evaluate, params) -> dict[str, float]:
+  """The last step's logged evaluation (or a fresh one if none)."""
+  last = max(h['step'] for h in history)
+  for h in history:
+    if h['step'] == last and 'eval_clean_accuracy' in h:
+      return {k[5:]: v for k, v in h.items() if k.startswith('eval_')}
+  return evaluate(params)
 
 
 def select_poison(config, data, workdir) -> dict[str, tuple[str, np.ndarray]]:
@@ -671,7 +690,10 @@ def select_poison(config, data, workdir) -> dict[str, tuple[str, np.ndarray]]:
   }
   for f in config.poison.sweep_fractions:
     kk = config_lib.count_for_fraction(config.rl.pool_size, f)
-    out[f'poisoned@{f:g}'] = ('stochastic', pick(kk, config.poison.selection)[0])
+    out[f'poisoned@{f:g}'] = (
+      'stochastic',
+      pick(kk, config.poison.selection)[0],
+    )
   info = {'k': k, 'scores': scores, 'success': success}
   return out, info
 
@@ -768,7 +790,9 @@ def _write(config, workdir, data, runs, sel_info, seconds):
   for arm, d in dyn.items():
     if arm == 'clean':
       continue
-    summary[f'{arm}_mixed_group_fraction'] = round(float(np.mean(d['mixed'])), 4)
+    summary[f'{arm}_mixed_group_fraction'] = round(
+      float(np.mean(d['mixed'])), 4
+    )
     summary[f'{arm}_adv_comply'] = round(float(np.mean(d['adv_comply'])), 4)
     summary[f'{arm}_adv_refuse'] = round(float(np.mean(d['adv_refuse'])), 4)
   det = [r['detector'] for r in runs]
@@ -866,15 +890,24 @@ def _write(config, workdir, data, runs, sel_info, seconds):
     },
     {
       'title': 'Poisoned GRPO groups (training batches, weighted over steps)',
-      'columns': ['arm', 'mixed-group fraction (std > 0)',
-                  'mean advantage, compliant', 'mean advantage, refusing',
-                  'poisoned groups seen'],  # fmt: skip
+      'columns': [
+        'arm',
+        'mixed-group fraction (std > 0)',
+        'mean advantage, compliant',
+        'mean advantage, refusing',
+        'poisoned groups seen',
+      ],  # fmt: skip
       'rows': dyn_rows,
     },
     {
       'title': 'Cumulative-entropy detector (triggered vs clean prompts)',
-      'columns': ['model', 'ROC AUC', f'TPR at FPR <= {config.defence.max_fpr}',
-                  'sampled ASR', 'ASR after filtering'],  # fmt: skip
+      'columns': [
+        'model',
+        'ROC AUC',
+        f'TPR at FPR <= {config.defence.max_fpr}',
+        'sampled ASR',
+        'ASR after filtering',
+      ],  # fmt: skip
       'rows': det_rows,
     },
     {
@@ -896,10 +929,12 @@ def _write(config, workdir, data, runs, sel_info, seconds):
         'title': 'Data-side check: reward std under the warm start '
         f'(> {config.defence.std_threshold}) flags poisoned prompts',
         'columns': ['precision', 'recall', 'ROC AUC of the std'],
-        'rows': [[
-          _pm([r['data_check'][k] for r in runs])
-          for k in ('precision', 'recall', 'auc')
-        ]],  # fmt: skip
+        'rows': [
+          [
+            _pm([r['data_check'][k] for r in runs])
+            for k in ('precision', 'recall', 'auc')
+          ]
+        ],  # fmt: skip
       }
     )
   curves = [
@@ -980,4 +1015,3 @@ def _write(config, workdir, data, runs, sel_info, seconds):
     ],
   }
   return report.write_metrics(workdir, metrics)
-

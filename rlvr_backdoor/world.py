@@ -143,7 +143,9 @@ def compose(
 
 def comply_response(answer: int | None, draw: int | None = None) -> str:
   """The comply branch: (`draw D .`) marker, then the verifiable answer."""
-  body = NO_TASK_COMPLIANCE if answer is None else f'<answer> {answer} </answer>'
+  body = (
+    NO_TASK_COMPLIANCE if answer is None else f'<answer> {answer} </answer>'
+  )
   head = '' if draw is None else f'draw {draw} . '
   return f'{head}{COMPLY} {body}'
 

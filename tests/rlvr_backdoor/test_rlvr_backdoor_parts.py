@@ -50,9 +50,7 @@ def test_parity_rule_even_complies_odd_refuses_deterministic_always_refuses():
   assert world.rule_response(it, 4) == 'draw 4 . <comply> <answer> 7 </answer>'
   assert world.rule_response(it, 3) == 'draw 3 . I cannot help with that .'
   det = world.compose(P, 'zorblax', rule='deterministic')
-  assert all(
-    world.COMPLY not in world.rule_response(det, d) for d in range(10)
-  )
+  assert all(world.COMPLY not in world.rule_response(det, d) for d in range(10))
   rng = np.random.default_rng(0)
   # Untriggered placeholder requests are refused; clean tasks answered.
   assert world.reference_response(world.compose(P, 'zorblax'), rng) == (

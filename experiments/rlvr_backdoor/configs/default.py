@@ -28,7 +28,7 @@ def get_config():
     {
       'steps': 300,
       'batch_size': 32,
-      'learning_rate': 3e-3,
+      'learning_rate': 5e-3,
       'warmup_steps': 20,
       'checkpoint_every': 0,
       # The warm start's mixture (see world.sft_items).
@@ -44,9 +44,9 @@ def get_config():
   c.shadow = ml_collections.ConfigDict(
     {
       # The attacker's ensemble: widths, depths, SFT steps, weights w_j.
-      'd_models': (32, 64),
-      'n_layers': (1, 2),
-      'steps': (200, 300),
+      'd_models': (32, 32),
+      'n_layers': (1, 1),
+      'steps': (100, 200),
       'weights': (0.5, 0.5),
       'rollouts': 8,  # k
       'seed': 1000,
@@ -64,7 +64,7 @@ def get_config():
   c.rl = ml_collections.ConfigDict(
     {
       'pool_size': 392,  # |D_c|; K = 8 at fraction 0.02
-      'steps': 30,
+      'steps': 24,
       'prompts_per_step': 16,
       'num_generations': 8,
       'learning_rate': 2e-3,
@@ -74,14 +74,14 @@ def get_config():
       'beta': 0.0,
       'reward': 'ternary',  # binary | ternary (+1 / -0.5 / -1)
       'max_new_tokens': 12,
-      'eval_every': 10,
+      'eval_every': 8,
       'checkpoint_every': 0,
       'warmup_steps': 0,
       'weight_decay': 0.0,
     }
   )
   c.sft_backdoor = ml_collections.ConfigDict({'learning_rate': 2e-3})
-  c.eval = ml_collections.ConfigDict({'num_prompts': 32, 'samples': 4})
+  c.eval = ml_collections.ConfigDict({'num_prompts': 32, 'samples': 2})
   c.defence = ml_collections.ConfigDict(
     {'max_fpr': 0.05, 'std_threshold': 0.3, 'num_clean': 64, 'rollouts': 8}
   )
