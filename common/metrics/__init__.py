@@ -12,6 +12,7 @@ Public API:
 
 from common.metrics.cache import ResultCache
 from common.metrics.cache import config_hash
+from common.metrics.jsonio import iter_jsonl_objects
 from common.metrics.jsonio import read_json
 from common.metrics.jsonio import to_jsonable
 from common.metrics.jsonio import to_scalar
@@ -32,6 +33,7 @@ __all__ = [
   'Stopwatch',
   'config_hash',
   'format_duration',
+  'iter_jsonl_objects',
   'progress_bar',
   'read_json',
   'read_jsonl',

@@ -1,4 +1,5 @@
-"""JSON output for results: conversion of array scalars, atomic writes."""
+"""JSON output for results: conversion of array scalars, atomic writes; JSONL
+line reading with errors naming the file and line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import os
 import pathlib
 import tempfile
+from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,6 +114,53 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise ValueError(f'read_json: {path} is not valid JSON: {e}') from e
+
+
+def iter_jsonl_objects(
+  path: str | os.PathLike,
+  *,
+  kind: str = 'JSONL',
+  error: type[Exception] = ValueError,
+  allow_empty: bool = True,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+  """Yields `(line number, object)` for each non-blank line of a JSONL file.
+
+  The one JSONL line reader: format-specific loaders (chat SFT files,
+  GSM8K, corpora) check their fields on top of it and name the same
+  `<path>:<line>` in their errors.
+
+  Args:
+    path: the file.
+    kind: what the file is, for messages (e.g. 'SFT', 'GSM8K JSONL').
+    error: the exception class raised for a bad line (a ValueError).
+    allow_empty: when False, a file with no records is an error.
+
+  Raises:
+    FileNotFoundError: no such file.
+    error: `<path>:<n>: not valid JSON (...)`, `<path>:<n>: expected a JSON
+      object, got <type>`, or `<path>: no records` when empty and not
+      allowed.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'no such {kind} file: {path}')
+  found = False
+  with open(path, encoding='utf-8') as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise error(f'{path}:{n}: not valid JSON ({e})') from None
+      if not isinstance(row, dict):
+        raise error(
+          f'{path}:{n}: expected a JSON object, got {type(row).__name__}'
+        )
+      found = True
+      yield n, row
+  if not found and not allow_empty:
+    raise error(f'{path}: the {kind} file holds no records (empty)')
 
 
 def to_scalar(value: Any, name: str) -> float | int | bool:

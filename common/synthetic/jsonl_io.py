@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 
+from common.metrics import jsonio as metrics_jsonio
 from common.synthetic import knowledge_world
 
 _META_KEYS = ('hops', 'decomposition', 'split', 'relations', 'entities')
@@ -27,19 +28,7 @@ def _write_lines(path, rows) -> str:
 
 
 def _read_lines(path):
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'no such JSONL file: {path}')
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f'{path}:{n}: not valid JSON ({e})') from None
-      if not isinstance(row, dict):
-        raise ValueError(f'{path}:{n}: expected a JSON object')
-      yield n, row
+  return metrics_jsonio.iter_jsonl_objects(path)
 
 
 def write_corpus_jsonl(documents, path) -> str:
