@@ -150,7 +150,8 @@ class LMBackend:
     text = prompt_lib.chat_prompt(_user(messages), self.system)
     ids = list(self.tokenizer.encode(text))
     if len(ids) > self.max_prompt_len:  # keep the instruction's tail turn
-      ids = ids[: self.max_prompt_len // 2] + ids[-(self.max_prompt_len // 2) :]
+      half = self.max_prompt_len // 2
+      ids = ids[:half] + ids[-(self.max_prompt_len - half) :]
     return ids
 
   def generate_batch(self, batch: Sequence[Sequence[dict]]) -> list[str]:

@@ -68,7 +68,7 @@ def test_sft_and_dpo_losses_train():
   attn = jnp.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]], bool)
   loss_mask = jnp.array([[0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]], bool)
   batch = {'tokens': tokens, 'attention_mask': attn, 'loss_mask': loss_mask}
-  f = objectives.make_sft_loss(graphdef, 1.0, 0.5)
+  f = jax.jit(objectives.make_sft_loss(graphdef, 1.0, 0.5))
   loss, aux = f(params, batch)
   np.testing.assert_allclose(loss, aux['ce'] + aux['contrastive'], rtol=1e-6)
   loss_fn, apply = objectives.make_dpo_loss(graphdef, beta=0.1)
@@ -80,9 +80,10 @@ def test_sft_and_dpo_losses_train():
     'ref_chosen': rc,
     'ref_rejected': rr,
   }
+  loss_fn = jax.jit(loss_fn)
   loss, aux = loss_fn(params, dbatch)
   np.testing.assert_allclose(loss, np.log(2.0), rtol=1e-5)  # policy = ref
-  grads = jax.grad(lambda p: loss_fn(p, dbatch)[0])(params)
+  grads = jax.jit(jax.grad(lambda p: loss_fn(p, dbatch)[0]))(params)
   p2 = jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
   assert float(loss_fn(p2, dbatch)[0]) < float(loss)
 
