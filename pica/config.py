@@ -3,8 +3,9 @@
 `resolve(config)` checks every field of a `pica.experiment.run` config
 before any work starts and returns an unlocked copy with the optional
 fields filled in. Unknown fields (a typo such as `rl.lerning_rate`), wrong
-types and out-of-range values raise `ValueError` naming the field, the
-value and what is allowed.
+types and out-of-range values raise `common.schema.ConfigError` (a
+`ValueError`) naming the field, the value and what is allowed; the checks
+are `common.schema`'s.
 
 Sections backed by a dataclass are checked against its fields and then
 built once (`world` -> `common.synthetic.KnowledgeWorldConfig`, `rollout`
@@ -18,12 +19,13 @@ here too. The training sections follow the project's conventions:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from typing import Any
 
 import ml_collections
-import numpy as np
 
+from common import schema
 from common import synthetic
 from common.models import config as model_config
 from pica import ppo
@@ -34,59 +36,24 @@ ARMS = ('outcome', 'pica')
 RL_ALGORITHMS = ('grpo', 'ppo')
 REQUIRED = object()
 
-# Checkers: (name, value) -> None, raising ValueError.
+# Checks from common.schema: (name, value) -> None, raising ConfigError.
 
 
-def _int(low: int, allow_none: bool = False):
-  def check(name, v):
-    if v is None and allow_none:
-      return
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
-      extra = ' or None' if allow_none else ''
-      raise ValueError(f'config.{name}={v!r}; allowed: an int >= {low}{extra}')
-
-  return check
+def _int(low: int, allow_none: bool = False) -> schema.Check:
+  check = schema.integer(low)
+  return schema.optional(check) if allow_none else check
 
 
-def _float(low: float, low_open: bool = False, high: float | None = None):
-  def check(name, v):
-    ok = (
-      not isinstance(v, bool)
-      and isinstance(v, int | float | np.floating | np.integer)
-      and math.isfinite(v)
-      and (v > low if low_open else v >= low)
-      and (high is None or v <= high)
-    )
-    if not ok:
-      rng = f'{">" if low_open else ">="} {low}'
-      if high is not None:
-        rng += f' and <= {high}'
-      raise ValueError(f'config.{name}={v!r}; allowed: a finite number {rng}')
-
-  return check
+def _float(low: float, low_open: bool = False, high: float = math.inf):
+  return schema.number(low, high, open_low=low_open)
 
 
-def _choice(options):
-  def check(name, v):
-    if v not in options:
-      raise ValueError(f'config.{name}={v!r}; allowed: {options}')
-
-  return check
+def _opt_float(low: float) -> schema.Check:
+  return schema.optional(schema.number(low))
 
 
-def _str(name, v):
-  if not isinstance(v, str):
-    raise ValueError(f'config.{name}={v!r}; allowed: a string')
-
-
-def _opt_float(low: float):
-  inner = _float(low)
-
-  def check(name, v):
-    if v is not None:
-      inner(name, v)
-
-  return check
+_choice = schema.choice
+_str = schema.string()
 
 
 _STEPS = {
@@ -156,7 +123,7 @@ def _plain(section) -> dict[str, Any]:
     return section.to_dict()
   if isinstance(section, dict):
     return dict(section)
-  raise ValueError(
+  raise schema.ConfigError(
     f'config section must be a ConfigDict or dict, got {type(section)}'
   )
 
@@ -164,9 +131,12 @@ def _plain(section) -> dict[str, Any]:
 def _check_keys(where: str, got, allowed) -> None:
   unknown = sorted(set(got) - set(allowed))
   if unknown:
-    raise ValueError(
-      f'unknown field(s) {", ".join(f"{where}.{k}" for k in unknown)}; '
-      f'allowed in {where}: {", ".join(sorted(allowed))}'
+    prefix = '' if where == 'config' else f'{where}.'
+    close = difflib.get_close_matches(unknown[0], list(allowed), n=1)
+    hint = f'; did you mean {prefix}{close[0]}?' if close else ''
+    raise schema.ConfigError(
+      f'unknown field(s) {", ".join(f"{where}.{k}" for k in unknown)}'
+      f'{hint}; allowed in {where}: {", ".join(sorted(allowed))}'
     )
 
 
@@ -180,11 +150,13 @@ def _check_dataclass_sections(c: dict[str, Any]) -> None:
     'world', world, [f for f in _fields(synthetic.KnowledgeWorldConfig)]
   )
   if 'seed' in world:
-    raise ValueError('config.world.seed is set from config.seed; remove it')
+    raise schema.ConfigError(
+      'config.world.seed is set from config.seed; remove it'
+    )
   try:
     synthetic.KnowledgeWorldConfig(seed=c['seed'], **world)
   except TypeError as e:
-    raise ValueError(f'config.world: {e}') from e
+    raise schema.ConfigError(f'config.world: {e}') from e
   ro = _plain(c['rollout'])
   _check_keys('rollout', ro, _fields(rollout_lib.RolloutConfig))
   rollout_lib.RolloutConfig(**ro)
@@ -195,7 +167,7 @@ def _check_dataclass_sections(c: dict[str, Any]) -> None:
   _check_keys('model', model, allowed)
   preset = model.pop('preset', None)
   if preset not in model_config.PRESETS:
-    raise ValueError(
+    raise schema.ConfigError(
       f'config.model.preset={preset!r}; allowed: {sorted(model_config.PRESETS)}'
     )
   model_config.get_preset(preset, vocab_size=1000, **model)
@@ -216,7 +188,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   allowed = list(TOP) + list(SECTIONS) + list(DATACLASS_SECTIONS) + [*UNWIRED]
   _check_keys('config', c, allowed)
   if c.get('data') is not None or c.get('hf_model_dir'):
-    raise ValueError(
+    raise schema.ConfigError(
       'pica.experiment.run trains on the embedded knowledge world only; '
       'file datasets (config.data) with a Hugging Face model '
       '(config.hf_model_dir) are not wired yet. Remove both keys, or use '
@@ -226,22 +198,22 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   for name, (default, check) in TOP.items():
     v = c.get(name, default)
     if v is REQUIRED:
-      raise ValueError(f'config.{name} is required')
+      raise schema.ConfigError(f'config.{name} is required')
     check(name, v)
     out[name] = v
   for name in DATACLASS_SECTIONS:
     if name not in c:
-      raise ValueError(f'config.{name} is required')
+      raise schema.ConfigError(f'config.{name} is required')
   for section, fields in SECTIONS.items():
     if section not in c:
-      raise ValueError(f'config.{section} is required')
+      raise schema.ConfigError(f'config.{section} is required')
     got = _plain(c[section])
     _check_keys(section, got, fields)
     filled = {}
     for name, (default, check) in fields.items():
       v = got.get(name, default)
       if v is REQUIRED:
-        raise ValueError(f'config.{section}.{name} is required')
+        raise schema.ConfigError(f'config.{section}.{name} is required')
       check(f'{section}.{name}', v)
       filled[name] = v
     out[section] = filled
@@ -249,7 +221,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     out['rl']['algorithm'] == 'ppo'
     and out['rl']['critic_learning_rate'] is None
   ):
-    raise ValueError(
+    raise schema.ConfigError(
       "config.rl.critic_learning_rate is required with rl.algorithm='ppo'"
     )
   _check_dataclass_sections({**c, 'seed': out['seed']})
