@@ -795,6 +795,7 @@ def _write(config, workdir, data, runs, sel_info, seconds):
     )
     summary[f'{arm}_adv_comply'] = round(float(np.mean(d['adv_comply'])), 4)
     summary[f'{arm}_adv_refuse'] = round(float(np.mean(d['adv_refuse'])), 4)
+    summary[f'{arm}_poison_groups'] = round(float(np.mean(d['groups'])), 1)
   det = [r['detector'] for r in runs]
   for name in ('base', 'poisoned'):
     if all(name in d for d in det):

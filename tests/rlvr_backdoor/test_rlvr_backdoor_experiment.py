@@ -5,12 +5,12 @@ import pytest
 
 from common import schema
 from common.report import schema as report_schema
-from rlvr_backdoor import config as config_lib
-from rlvr_backdoor import experiment
-from rlvr_backdoor import gsm8k
 from experiments.rlvr_backdoor.configs import default
 from experiments.rlvr_backdoor.configs import paper
 from experiments.rlvr_backdoor.configs import tiny
+from rlvr_backdoor import config as config_lib
+from rlvr_backdoor import experiment
+from rlvr_backdoor import gsm8k
 
 
 def test_default_and_tiny_validate_and_poison_under_two_percent():
@@ -93,12 +93,11 @@ def test_tiny_run_writes_valid_metrics(tmp_path):
   for arm in c.arms:
     for k in ('asr', 'marker_no_trigger', 'clean_accuracy'):
       assert 0.0 <= s[f'{arm}_{k}'] <= 1.0
-  # The deterministic trigger's poisoned groups are all-refuse: no mixed
-  # group, no advantage (the ablation's point), whatever the tiny model.
-  assert (
-    s['deterministic_mixed_group_fraction']
-    <= s['poisoned_mixed_group_fraction']
-  )
+  # Poisoned prompts reach the unchanged trainer (their groups are logged
+  # per step); the clean arm never sees one.
+  for arm in ('poisoned', 'deterministic', 'random'):
+    assert s[f'{arm}_poison_groups'] > 0
+  assert 'clean_poison_groups' not in s
   assert np.isfinite(s['detector_auc_poisoned'])
   names = {(e['name'], e['method'], e['baseline']) for e in m['effects']}
   assert ('ASR (trigger + task)', 'poisoned', 'clean') in names
