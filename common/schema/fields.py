@@ -265,6 +265,8 @@ def _check_tree(experiment: str, spec: Mapping, values: Mapping, path: str):
     raise ConfigError(f'config.{path}{key} is missing from the config')
   for key, check in spec.items():
     value = values[key]
+    if hasattr(value, 'to_dict'):  # a ConfigDict inside a plain dict
+      value = value.to_dict()
     if isinstance(check, Mapping):
       if not isinstance(value, Mapping):
         fail(path + key, value, 'a ConfigDict of fields')

@@ -1,18 +1,17 @@
 """The experiment's config: field checks (before any work) and the cost model.
 
 ``validate_config`` rejects unknown fields and bad values with an error that
-names the field (``config.simulation.cluster_sizes[1]=0: must be an int >=
-1``), so a typo fails at once instead of after minutes of simulation.
+names the field (``config.simulation.cluster_sizes[1]=0 is invalid; allowed:
+an integer >= 1``; the checks are ``common.schema``'s), so a typo fails at
+once instead of after minutes of simulation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-from collections.abc import Callable
-from collections.abc import Mapping
+from typing import Any
 
+from common import schema
 from dhp import baselines as bl
 from dhp import cost_model as cm
 from dhp import lengths as ln
@@ -29,183 +28,102 @@ MODEL_FIELDS = (
   'max_len',
 )
 
-Check = Callable[[object], str | None]  # value -> problem, or None if fine
+_DIST = schema.choice(ln.GENERATORS)
+_SIZE = schema.integer(1)
 
 
-def _int(lo=None, hi=None) -> Check:
-  def check(v):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-      return f'must be an int, got {type(v).__name__}'
-    if lo is not None and v < lo:
-      return f'must be an int >= {lo}'
-    if hi is not None and v > hi:
-      return f'must be an int <= {hi}'
-    return None
-
-  return check
+def _list(check: schema.Check) -> schema.Check:
+  return schema.sequence(check, min_length=1)
 
 
-def _float(lo=None, strict=False) -> Check:
-  def check(v):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-      return f'must be a number, got {type(v).__name__}'
-    if not math.isfinite(v):
-      return 'must be finite'
-    if lo is not None and (v <= lo if strict else v < lo):
-      return f'must be {">" if strict else ">="} {lo}'
-    return None
-
-  return check
-
-
-def _bool(v):
-  return None if isinstance(v, bool) else 'must be True or False'
-
-
-def _choice(options) -> Check:
-  def check(v):
-    return None if v in options else f'must be one of {sorted(options)}'
-
-  return check
-
-
-def _optional(inner: Check) -> Check:
-  return lambda v: None if v is None else inner(v)
-
-
-_DIST = _choice(ln.GENERATORS)
-_SIZE = _int(1)
-
-# section -> field -> check; list fields are (item check,) tuples.
-SCHEMA: dict[str, dict[str, Check | tuple[Check]]] = {
+# section -> field -> check (common.schema).
+SCHEMA: dict[str, dict[str, Any]] = {
   'simulation': {
-    'distributions': (_DIST,),
-    'cluster_sizes': (_SIZE,),
-    'batch_size': _int(1),
-    'num_batches': _int(1),
-    'capacity': _int(1),
-    'num_heads': _int(1),
-    'utilisation_devices': _int(1),
+    'distributions': _list(_DIST),
+    'cluster_sizes': _list(_SIZE),
+    'batch_size': schema.integer(1),
+    'num_batches': schema.integer(1),
+    'capacity': schema.integer(1),
+    'num_heads': schema.integer(1),
+    'utilisation_devices': schema.integer(1),
     'utilisation_distribution': _DIST,
   },
   'sweep': {
-    'enabled': _bool,
+    'enabled': schema.boolean(),
     'distribution': _DIST,
-    'cluster_sizes': (_SIZE,),
-    'eff_half': (_float(0),),
-    'inter_node_gbps': (_float(0, strict=True),),
-    'ring_step_ms': (_float(0),),
+    'cluster_sizes': _list(_SIZE),
+    'eff_half': _list(schema.number(0.0)),
+    'inter_node_gbps': _list(schema.number(0.0, open_low=True)),
+    'ring_step_ms': _list(schema.number(0.0)),
   },
   'latency': {
-    'cluster_sizes': (_SIZE,),
-    'batch_sizes': (_SIZE,),
-    'repeats': _int(1),
+    'cluster_sizes': _list(_SIZE),
+    'batch_sizes': _list(_SIZE),
+    'repeats': schema.integer(1),
   },
   'gap': {
-    'instances': _int(1),
-    'max_sequences': _int(2, bl.MAX_EXACT_SEQUENCES),
-    'max_devices': _int(2),
-    'capacity': _int(1),
+    'instances': schema.integer(1),
+    'max_sequences': schema.integer(2, bl.MAX_EXACT_SEQUENCES),
+    'max_devices': schema.integer(2),
+    'capacity': schema.integer(1),
   },
   'train': {
-    'enabled': _bool,
-    'num_devices': _optional(_int(1)),
-    'steps': _int(1),
-    'compile_warmup_steps': _int(0),
-    'batch_size': _int(1),
-    'len_mu': _float(),
-    'len_sigma': _float(0),
-    'max_len': _int(4),  # the runtime check's sequences have >= 4 tokens
-    'capacity': _int(1),
-    'cost_a1': _float(0),
-    'cost_a2': _float(0),
-    'learning_rate': _float(0, strict=True),
-    'fast_compile': _bool,
-    'model': None,  # checked against MODEL_FIELDS
+    'enabled': schema.boolean(),
+    'num_devices': schema.optional(schema.integer(1)),
+    'steps': schema.integer(1),
+    'compile_warmup_steps': schema.integer(0),
+    'batch_size': schema.integer(1),
+    'len_mu': schema.number(),
+    'len_sigma': schema.number(0.0),
+    'max_len': schema.integer(4),  # the runtime check's sequences: >= 4
+    'capacity': schema.integer(1),
+    'cost_a1': schema.number(0.0),
+    'cost_a2': schema.number(0.0),
+    'learning_rate': schema.number(0.0, open_low=True),
+    'fast_compile': schema.boolean(),
+    'model': {f: schema.integer(1) for f in MODEL_FIELDS},
   },
 }
-TOP_LEVEL = ('name', 'seed', 'cost', *SCHEMA)
-
-
-def _fail(field, value, problem):
-  raise ValueError(f'config.{field}={value!r}: {problem}.')
-
-
-def _keys(section: Mapping, field: str, known) -> None:
-  if not hasattr(section, 'keys'):
-    _fail(field, section, 'must be a ConfigDict or dict')
-  unknown = sorted(set(section.keys()) - set(known))
-  if unknown:
-    raise ValueError(
-      f'config{"." + field if field else ""} has unknown field(s) '
-      f'{unknown}; known: {sorted(known)}.'
-    )
-  missing = sorted(set(known) - set(section.keys()))
-  if missing:
-    raise ValueError(
-      f'config{"." + field if field else ""} is missing field(s) {missing}.'
-    )
-
-
-def _check_value(field, value, check):
-  if isinstance(check, tuple):
-    if isinstance(value, (str, bytes)) or not hasattr(value, '__len__'):
-      _fail(field, value, 'must be a list')
-    if len(value) == 0:
-      _fail(field, value, 'must not be empty')
-    for i, item in enumerate(value):
-      problem = check[0](item)
-      if problem:
-        _fail(f'{field}[{i}]', item, problem)
-  else:
-    problem = check(value)
-    if problem:
-      _fail(field, value, problem)
+FIELDS = {
+  'name': schema.string(non_empty=True),
+  'seed': schema.integer(0),
+  'cost': schema.anything(),  # checked by cost_from_config
+  **SCHEMA,
+}
 
 
 def validate_config(config, num_available_devices=None) -> None:
-  """Raises ValueError naming the first unknown field or bad value.
+  """Raises `common.schema.ConfigError` naming the first bad field.
 
   Args:
     config: the experiment's ``ConfigDict`` (see ``configs/default.py``).
     num_available_devices: devices the runtime check may use (default:
       ``len(jax.devices())``, asked only when ``train.enabled``).
   """
-  _keys(config, '', TOP_LEVEL)
-  if not isinstance(config.name, str) or not config.name:
-    _fail('name', config.name, 'must be a non-empty string')
-  _check_value('seed', config.seed, _int(0))
+  schema.validate(config, FIELDS, experiment='dhp')
   cost_from_config(config.cost)
-  for section, fields in SCHEMA.items():
-    _keys(config[section], section, fields)
-    for name, check in fields.items():
-      if check is not None:
-        _check_value(f'{section}.{name}', config[section][name], check)
-  model = config.train.model
-  _keys(model, 'train.model', MODEL_FIELDS)
-  for name in MODEL_FIELDS:
-    _check_value(f'train.model.{name}', model[name], _int(1))
   try:
     model_config(config.train)
   except ValueError as e:
-    raise ValueError(f'config.train.model: {e}') from None
+    raise schema.ConfigError(f'config.train.model: {e}') from None
   tc = config.train
   if tc.enabled:
     if tc.max_len > tc.model.max_len:
-      _fail(
+      schema.fail(
         'train.max_len',
         tc.max_len,
-        f'must be <= config.train.model.max_len={tc.model.max_len}',
+        f'at most config.train.model.max_len={tc.model.max_len}',
       )
     if num_available_devices is None:
       import jax  # only the runtime check needs devices
 
       num_available_devices = len(jax.devices())
     if tc.num_devices is not None and tc.num_devices > num_available_devices:
-      _fail(
+      schema.fail(
         'train.num_devices',
         tc.num_devices,
-        f'only {num_available_devices} devices exist (set jax_num_cpu_devices)',
+        f'at most the {num_available_devices} devices that exist (set '
+        'jax_num_cpu_devices)',
       )
 
 
@@ -218,16 +136,15 @@ def model_config(train_config) -> model_lib.ModelConfig:
 
 def cost_from_config(cfg) -> cm.CostModel:
   """CostModel from config.cost: a preset name plus field overrides."""
-  _keys(cfg, 'cost', ('preset', 'overrides'))
-  if cfg.preset not in PRESETS:
-    raise ValueError(
-      f'config.cost.preset={cfg.preset!r}; known: {sorted(PRESETS)}.'
-    )
+  fields = {'preset': schema.choice(sorted(PRESETS))}
+  if 'overrides' in cfg:
+    fields['overrides'] = schema.anything()
+  schema.validate({'cost': cfg}, {'cost': fields}, experiment='dhp')
   overrides = dict(cfg.get('overrides', {}))
   fields = {f.name for f in dataclasses.fields(cm.CostModel)}
   unknown = set(overrides) - fields
   if unknown:
-    raise ValueError(
+    raise schema.ConfigError(
       f'config.cost.overrides has unknown fields {sorted(unknown)}; '
       f'known: {sorted(fields)}.'
     )
@@ -238,4 +155,4 @@ def cost_from_config(cfg) -> cm.CostModel:
   try:
     return PRESETS[cfg.preset](**overrides)
   except ValueError as e:
-    raise ValueError(f'config.cost.overrides: {e}') from None
+    raise schema.ConfigError(f'config.cost.overrides: {e}') from None

@@ -64,17 +64,17 @@ def _with(section, field, value):
 @pytest.mark.parametrize(
   'section,field,value,match',
   [
-    (None, 'steps', 5, r'config has unknown field\(s\) \[.steps.\]'),
-    ('train', 'warmup_steps', 3, r'config\.train has unknown.*warmup_steps'),
+    (None, 'steps', 5, r"unknown field 'steps' in the dhp config"),
+    ('train', 'warmup_steps', 3, r"unknown field 'train.warmup_steps'"),
     ('simulation', 'cluster_sizes', [8, 0], r'cluster_sizes\[1\]=0'),
     ('simulation', 'distributions', ['zipf'], r'distributions\[0\]=.zipf.'),
-    ('simulation', 'cluster_sizes', [], r'cluster_sizes=\[\]: must not'),
-    ('sweep', 'inter_node_gbps', [0.0], r'inter_node_gbps\[0\]=0.0: must be >'),
+    ('simulation', 'cluster_sizes', [], r'cluster_sizes=\[\] is invalid'),
+    ('sweep', 'inter_node_gbps', [0.0], r'inter_node_gbps\[0\]=0.0 is inv'),
     ('gap', 'max_sequences', 20, r'config\.gap\.max_sequences=20'),
     ('train', 'learning_rate', 0.0, r'config\.train\.learning_rate=0.0'),
-    ('train', 'num_devices', 64, r'train\.num_devices=64: only 8 devices'),
-    ('train', 'max_len', 200, r'train\.max_len=200: must be <='),
-    ('latency', 'repeats', 0, r'latency\.repeats=0: must be an int >= 1'),
+    ('train', 'num_devices', 64, r'train\.num_devices=64 .*the 8 devices'),
+    ('train', 'max_len', 200, r'train\.max_len=200 .*at most config'),
+    ('latency', 'repeats', 0, r'latency\.repeats=0 .*an integer >= 1'),
   ],
 )
 def test_bad_config_names_the_field(section, field, value, match):
@@ -86,7 +86,9 @@ def test_bad_config_names_the_field(section, field, value, match):
 def test_old_model_field_name_is_rejected():
   cfg = tiny.get_config()
   cfg.train.model = dict(cfg.train.model, num_layers=1)
-  with pytest.raises(ValueError, match=r'train\.model has unknown.*num_layers'):
+  with pytest.raises(
+    ValueError, match=r"unknown field 'train.model.num_layers'"
+  ):
     config_lib.validate_config(cfg, num_available_devices=8)
 
 
