@@ -517,6 +517,7 @@ def _em(ok: np.ndarray) -> float:
 
 def run_seed(config, seed: int, workdir: pathlib.Path, shared, sets):
   """Everything for one seed; returns a JSON-able dict of results."""
+  watch = metrics_lib.Stopwatch()
   data, score, trainer = shared['data'], shared['score'], shared['trainer']
   mcfg = shared['model_config']
   if shared['hf_params'] is not None:
@@ -717,6 +718,7 @@ def run_seed(config, seed: int, workdir: pathlib.Path, shared, sets):
     'seq_ft_arith_before': res['ft']['arith']['arith'],
     'seq_ft_arith_after': res['seq']['arith'],
   }
+  res['seconds'] = watch.elapsed()
   return res
 
 
@@ -953,6 +955,8 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
     ),
     'num_seeds': len(seeds),
     'seconds': round(seconds, 1),
+    # Compute of the seeds when they ran (a rerun reuses cached seeds).
+    'seed_seconds': round(sum(r.get('seconds', 0.0) for r in runs), 1),
   }
 
   def ms(vals):
