@@ -118,7 +118,8 @@ def _page_kwargs(config) -> dict:
 def _task_prompt(html: str, task: str) -> str:
   schema_ = pages_lib.SCHEMA if task == 'json' else None
   return prompt_lib.instruction_prompt(
-    prompt_lib.clean_html(html), schema=schema_
+    prompt_lib.clean_html(html, clean_svg=True, clean_base64=True),
+    schema=schema_,
   )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from readerlm import backends as backends_lib
+from readerlm import prompt as prompt_lib
 from readerlm import roles
 
 TASKS = ('markdown', 'json')
@@ -106,8 +107,15 @@ def _verdict(text: str) -> tuple[bool, str]:
 
 
 def run_page(page, draft, refine, critique, task, schema) -> dict[str, Any]:
-  """One page through the three roles; errors become an `error` record."""
-  html = page['html']
+  """One page through the three roles; errors become an `error` record.
+
+  Every role sees the page after `decode_html` (bytes are fine) and the
+  model card's `clean_html` (SVG bodies and base64 images replaced), as
+  the model does at inference.
+  """
+  html = prompt_lib.clean_html(
+    prompt_lib.decode_html(page['html']), clean_svg=True, clean_base64=True
+  )
   prompt = roles.draft_prompt(html, schema)
   try:
     d = draft.generate(_msg(prompt))

@@ -289,3 +289,15 @@ def test_unreachable_server_is_a_backend_error():
   b = backends.OpenAIBackend('http://127.0.0.1:9/v1', 'm', timeout=0.5)
   with pytest.raises(backends.BackendError):
     b.generate([{'role': 'user', 'content': 'x'}])
+
+
+def test_pages_as_bytes_are_decoded_not_fatal(tmp_path):
+  page = {
+    'id': 'b',
+    'html': '<main><h1>Caf\xe9</h1><p>ok text</p></main>'.encode('cp1252'),
+  }
+  rec = pipeline.run_page(
+    page, backends.RuleDrafter(), backends.RuleRefiner(), backends.RuleCritic(),
+    'markdown', None,
+  )  # fmt: skip
+  assert 'error' not in rec and 'Café' in rec['refined']
