@@ -843,7 +843,7 @@ def _write_metrics(config, workdir, runs, seconds, sets) -> dict[str, Any]:
       lora_own,
       'GraftLLM pack',
       'LoRA (same bytes)',
-      'LoRA r=32-128 nearly collapses under DPO',
+      'LoRA r=32-128 nearly collapses under DPO (ours: SFT-only LoRA)',
     )
   if config.dpo.steps:
     effect(

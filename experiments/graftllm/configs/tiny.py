@@ -1,6 +1,7 @@
 """GraftLLM tiny: tests and CI (seconds of compute; one seed, a smoke test).
 
-Measured (2 shared CPU cores under load ~3): about 30 s.
+Measured: about 55 s of CPU for a run plus its cached rerun (the slow
+end-to-end test); wall time is longer on a loaded machine.
 """
 
 from experiments.graftllm.configs import default
