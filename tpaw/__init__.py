@@ -10,7 +10,8 @@ with target-response reweighting (TRW, `eta`) and main-player weighting
 * `team_logprobs`, `TeamStore`, `team_iterations`: the frozen team, its
   orbax store and its precomputed log-probs (`tpaw.team`).
 * `run_selfplay`, `SelfPlayConfig`: the iteration driver on
-  `common.train.fit_on_policy` (`tpaw.selfplay`).
+  `common.train.fit_on_policy` (`tpaw.selfplay`); `run_selfplay_lanes`
+  runs several (seeds x arms) stacked in one compiled step (`tpaw.lanes`).
 * `read_chat_jsonl`, `read_prompt_completion_jsonl`, `encode_pairs`: data
   (`tpaw.data`).
 """
@@ -31,6 +32,7 @@ from tpaw.loss import player_weights
 from tpaw.loss import target_weights
 from tpaw.loss import tpaw_losses
 from tpaw.loss import uniform_weights
+from tpaw.selfplay import Lane
 from tpaw.selfplay import NonFiniteIterationError
 from tpaw.selfplay import SelfPlayConfig
 from tpaw.selfplay import SelfPlayResult
@@ -38,6 +40,7 @@ from tpaw.selfplay import make_loss
 from tpaw.selfplay import make_step
 from tpaw.selfplay import per_iteration
 from tpaw.selfplay import run_selfplay
+from tpaw.selfplay import run_selfplay_lanes
 from tpaw.team import TeamStore
 from tpaw.team import opponent_iterations
 from tpaw.team import team_iterations
@@ -45,6 +48,7 @@ from tpaw.team import team_logprobs
 
 __all__ = [
   'DataFormatError',
+  'Lane',
   'NonFiniteIterationError',
   'PairData',
   'SFTRecord',
@@ -65,6 +69,7 @@ __all__ = [
   'read_sft',
   'render_messages',
   'run_selfplay',
+  'run_selfplay_lanes',
   'sequence_batch',
   'target_weights',
   'team_iterations',

@@ -182,6 +182,10 @@ class Task:
       schema.fail(
         'data.num_train', d.num_train, f'<= the {len(train_r)} train records'
       )
+    if len(eval_r) < d.num_eval:
+      schema.fail(
+        'data.num_eval', d.num_eval, f'<= the {len(eval_r)} held-out records'
+      )
     tok = self.tokenizer
     enc = lambda recs: data_lib.encode_pairs(  # noqa: E731
       tok.encode, recs, d.prompt_len, d.response_len, tok.eos_id, tok.pad_id

@@ -101,3 +101,6 @@ def test_jsonl_source_and_prompt_longer_than_context(tmp_path):
   c.data.prompt_len = 6
   task = experiment.Task(c)
   assert len(task.train) == 16 and task.golden[0] == '1'
+  c.data.num_eval = 30  # the file has 20 records: an error, not fewer
+  with pytest.raises(schema.ConfigError, match='config.data.num_eval=30'):
+    experiment.Task(c)

@@ -59,9 +59,9 @@ def test_precomputed_team_logprobs_match_recomputed_forwards():
   got = tpaw.team_logprobs(graphdef, [p0, p1], opp, n_max=3, batch_size=4)
   np.testing.assert_array_equal(got['team_mask'][0], [True, True, False])
   np.testing.assert_array_equal(got['team_target_logps'][:, 2], 0.0)
-  want_t, want_g = team.recompute_team_logps(
-    graphdef, [p0, p1], {k: jnp.asarray(v) for k, v in opp.items()}
-  )
+  want_t, want_g = jax.jit(
+    lambda members, b: team.recompute_team_logps(graphdef, members, b)
+  )([p0, p1], opp)
   # Chunked (4 rows, last chunk padded) vs one batch of 6: matmul order.
   tol.assert_close(got['team_target_logps'][:, :2], want_t, tol.REDUCTION)
   tol.assert_close(got['team_generated_logps'][:, :2], want_g, tol.REDUCTION)
@@ -70,7 +70,7 @@ def test_precomputed_team_logprobs_match_recomputed_forwards():
     opp['prompt'][:1], opp['prompt_mask'][:1], opp['target'][:1],
     opp['target_mask'][:1],
   )  # fmt: skip
-  lp = models.token_logprobs(graphdef, p0, batch)
+  lp = jax.jit(models.token_logprobs, static_argnums=0)(graphdef, p0, batch)
   want = float(np.sum(np.where(batch['loss_mask'], lp, 0.0)))
   tol.assert_close(got['team_target_logps'][0, 0], want, tol.REDUCTION)
 
@@ -122,12 +122,17 @@ def test_lane_step_equals_single_steps():
   step = lanes.make_lane_step(loss_fn, tx, ['a', 'b'])
   new, metrics = jax.jit(step)(state, lanes.stack_batches(b))
   assert set(metrics) == {'a:loss', 'b:loss', 'a:grad_norm', 'b:grad_norm'}
-  for i, params in enumerate([p0, p1]):
+
+  @jax.jit
+  def single(params, batch, hyper):
     (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(
-      params, b[i], hyper[i]
+      params, batch, hyper
     )
     upd, _ = tx.update(g, tx.init(params), params)
-    want = optax.apply_updates(params, upd)
+    return optax.apply_updates(params, upd), loss
+
+  for i, params in enumerate([p0, p1]):
+    want, loss = single(params, b[i], hyper[i])
     tol.assert_trees_close(lanes.unstack(new.params, i), want, tol.REDUCTION)
     tol.assert_close(metrics[f'{"ab"[i]}:loss'], loss, tol.REDUCTION)
   with pytest.raises(ValueError, match='distinct'):

@@ -161,20 +161,26 @@ def test_concatenated_logprobs_match_separate_forwards():
   graphdef, params = _model()
   apply = models.apply_fn(graphdef)
   chosen, rejected = _pairs()
-  out = rl.concatenated_sequence_logprobs(apply, params, chosen, rejected)
+  pair = jax.jit(
+    lambda p, c, r, average=False: rl.concatenated_sequence_logprobs(
+      apply, p, c, r, average=average
+    ),
+    static_argnames='average',
+  )
+  out = pair(params, chosen, rejected)
   np.testing.assert_array_equal(out.chosen_lengths, [3, 1])  # integers
   np.testing.assert_array_equal(out.rejected_lengths, [1, 2])
   for batch, got in (
     (chosen, out.chosen_logps),
     (rejected, out.rejected_logps),
   ):
-    lp = models.token_logprobs(graphdef, params, batch)
+    lp = jax.jit(models.token_logprobs, static_argnums=0)(
+      graphdef, params, batch
+    )
     want = rl.sequence_logprob(lp, batch['loss_mask'])
     # Same model, different batch composition and padding: matmul order.
     tol.assert_close(got, want, tol.REDUCTION)
-  avg = rl.concatenated_sequence_logprobs(
-    apply, params, chosen, rejected, average=True
-  )
+  avg = pair(params, chosen, rejected, average=True)
   tol.assert_close(avg.chosen_logps, out.chosen_logps / jnp.array([3, 1]))
 
 
