@@ -662,6 +662,10 @@ def _write_metrics(config, workdir, per_seed, seconds):
       'Deviations: a fixed number of steps per iteration on batches drawn '
       'from D_O (not epochs over it); one AdamW state across iterations; '
       'lambda = 0.1 (SPIN default; TPAW does not state it).',
+      'Reading: TPAW - SPIN is mostly SPIN losing ground (the target '
+      'reward P(x, y) turns negative in iteration 1 without TRW and the '
+      'target log-prob drifts below the SFT model); TPAW - its warm start '
+      'is small, and MPW changes little at this scale (near-uniform beta).',
     ],
   }
   report.plot_curve(curves[0], os.path.join(workdir, 'em_per_iteration.png'))
