@@ -25,6 +25,7 @@ import os
 import pathlib
 import signal
 import threading
+import weakref
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
@@ -150,8 +151,18 @@ def _check_positive(name: str, value: Any, allow_none: bool = False) -> None:
     raise ValueError(f'fit: {name}={value!r} must be {allowed}.')
 
 
+# step_fn -> its wrapper: the same wrapper object for the same step function,
+# so a second `fit` call with it (another arm, seed or resume) reuses jit's
+# compiled executables instead of tracing and compiling again.
+_WRAPPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _wrap_step(step_fn: StepFn):
   """Adds structure checks and the step counter around `step_fn`."""
+  try:
+    return _WRAPPED[step_fn]
+  except (KeyError, TypeError):  # TypeError: not weakly referenceable
+    pass
 
   def wrapped(state, batch):
     new_state, step_metrics = step_fn(state, batch)
@@ -175,6 +186,10 @@ def _wrap_step(step_fn: StepFn):
     new_state = new_state._replace(step=state.step + 1)
     return new_state, dict(step_metrics)
 
+  try:
+    _WRAPPED[step_fn] = wrapped
+  except TypeError:
+    pass
   return wrapped
 
 
@@ -187,8 +202,11 @@ def _fresh_copy(state: Any, shardings: Any) -> Any:
   by a jitted `jnp.copy`, whose outputs never alias its inputs.
   """
   placed = jax.device_put(state, shardings)
-  copy = jax.jit(lambda t: jax.tree.map(jnp.copy, t), out_shardings=shardings)
-  return copy(placed)
+  return jax.jit(_copy_tree, out_shardings=shardings)(placed)
+
+
+def _copy_tree(tree: Any) -> Any:
+  return jax.tree.map(jnp.copy, tree)
 
 
 def _first_non_finite(pending: list[tuple[int, dict[str, Any]]]):
