@@ -24,7 +24,6 @@ returns), so a sequence is `concat(prompt, response)` `[P + R]`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -32,6 +31,8 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+
+from common import metrics
 
 ROLES = ('system', 'user', 'assistant')
 
@@ -62,26 +63,9 @@ def render_messages(messages: Sequence[dict], cue: bool = True) -> str:
 
 
 def _lines(path: str | os.PathLike):
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'no such SFT file: {path}')
-  found = False
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise DataFormatError(f'{path}:{n}: not valid JSON ({e}).') from None
-      if not isinstance(row, dict):
-        raise DataFormatError(
-          f'{path}:{n}: expected a JSON object, got {type(row).__name__}.'
-        )
-      found = True
-      yield n, row
-  if not found:
-    raise DataFormatError(f'{path}: the SFT file holds no records (empty).')
+  return metrics.iter_jsonl_objects(
+    path, kind='SFT', error=DataFormatError, allow_empty=False
+  )
 
 
 def _check_messages(where: str, field: str, messages: Any) -> list[dict]:
