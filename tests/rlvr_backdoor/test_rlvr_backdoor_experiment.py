@@ -95,7 +95,7 @@ def test_tiny_run_writes_valid_metrics(tmp_path):
       assert 0.0 <= s[f'{arm}_{k}'] <= 1.0
   # Poisoned prompts reach the unchanged trainer (their groups are logged
   # per step); the clean arm never sees one.
-  for arm in ('poisoned', 'deterministic', 'random'):
+  for arm in ('poisoned', 'deterministic'):
     assert s[f'{arm}_poison_groups'] > 0
   assert 'clean_poison_groups' not in s
   assert np.isfinite(s['detector_auc_poisoned'])

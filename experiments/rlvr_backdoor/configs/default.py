@@ -26,7 +26,7 @@ def get_config():
   )
   c.sft = ml_collections.ConfigDict(
     {
-      'steps': 300,
+      'steps': 450,
       'batch_size': 32,
       'learning_rate': 5e-3,
       'warmup_steps': 20,
@@ -67,7 +67,7 @@ def get_config():
       'steps': 24,
       'prompts_per_step': 16,
       'num_generations': 8,
-      'learning_rate': 2e-3,
+      'learning_rate': 1e-3,
       'temperature': 1.0,
       'epsilon': 0.2,
       'epsilon_high': 0.2,
@@ -80,7 +80,7 @@ def get_config():
       'weight_decay': 0.0,
     }
   )
-  c.sft_backdoor = ml_collections.ConfigDict({'learning_rate': 2e-3})
+  c.sft_backdoor = ml_collections.ConfigDict({'learning_rate': 1e-3})
   c.eval = ml_collections.ConfigDict({'num_prompts': 32, 'samples': 2})
   c.defence = ml_collections.ConfigDict(
     {'max_fpr': 0.05, 'std_threshold': 0.3, 'num_clean': 64, 'rollouts': 8}

@@ -7,9 +7,10 @@ def get_config():
   c = default.get_config()
   c.name = 'tiny'
   c.seeds = (0,)
+  c.arms = ('clean', 'poisoned', 'deterministic')
   c.task.update({'train_size': 200, 'test_size': 16})
   c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64})
-  c.sft.update({'steps': 60, 'batch_size': 16})
+  c.sft.update({'steps': 40, 'batch_size': 16})
   c.shadow.update(
     {'d_models': (32,), 'n_layers': (1,), 'steps': (30,), 'weights': (1.0,),
      'rollouts': 4}
