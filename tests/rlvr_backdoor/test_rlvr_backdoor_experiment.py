@@ -86,6 +86,7 @@ def test_jsonl_tasks_feed_the_world(tmp_path):
 @pytest.mark.slow
 def test_tiny_run_writes_valid_metrics(tmp_path):
   c = tiny.get_config()
+  c.poison.sweep_fractions = (0.05,)  # one sweep arm: K = 3 of 63
   m = experiment.run(c, str(tmp_path))
   report_schema.validate_metrics(m, str(tmp_path / 'metrics.json'))
   s = m['summary']
@@ -98,6 +99,7 @@ def test_tiny_run_writes_valid_metrics(tmp_path):
   for arm in ('poisoned', 'deterministic'):
     assert s[f'{arm}_poison_groups'] > 0
   assert 'clean_poison_groups' not in s
+  assert 0.0 <= s['poisoned@0.05_asr'] <= 1.0
   assert np.isfinite(s['detector_auc_poisoned'])
   names = {(e['name'], e['method'], e['baseline']) for e in m['effects']}
   assert ('ASR (trigger + task)', 'poisoned', 'clean') in names
