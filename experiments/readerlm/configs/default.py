@@ -1,7 +1,11 @@
 """ReaderLM default: 3 seeds, short synthetic pages, a ~100K-parameter model.
 
 Sizes are cut (page sections, world, steps), never seeds, to fit ~4 minutes
-on 2 idle CPU cores.
+on 2 idle CPU cores. Measured on 2 cores shared with other jobs (load 8-12):
+881 s wall, 5m41s user. Drafter html_to_markdown ROUGE-L 0.655, refined
+1.000; the tiny model stays near 0 (SFT 0.003, + contrastive 0.145, merged
+0.070, DPO 0.002); degeneration 0.896 without and 0.375 with the
+contrastive loss (readerlm/README.md).
 """
 
 import ml_collections
