@@ -59,6 +59,8 @@ from rlvr_backdoor import rewards
 from rlvr_backdoor import selection
 from rlvr_backdoor import world
 
+validate_config = config_lib.validate_config
+
 EVAL_SAMPLED = (
   'trigger',
   'trigger_no_task',

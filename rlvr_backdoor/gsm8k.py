@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from common import metrics
 from common.synthetic import arithmetic
 
 _FINAL = re.compile(r'####\s*(-?[\d,]+(?:\.\d+)?)\s*$')
@@ -71,34 +72,25 @@ def read_jsonl(path) -> list[Record]:
       non-string `question`/`answer`, or an answer without a final
       `#### N`; the message is `<path>:<line>: field '<name>': ...`.
   """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'no such GSM8K JSONL file: {path}')
   out = []
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise GSM8KFormatError(f'{path}:{n}: not valid JSON ({e})') from None
-      if not isinstance(row, dict):
-        raise GSM8KFormatError(f'{path}:{n}: expected a JSON object')
-      for field in ('question', 'answer'):
-        if field not in row:
-          raise GSM8KFormatError(f"{path}:{n}: field '{field}' is missing")
-        if not isinstance(row[field], str) or not row[field].strip():
-          raise GSM8KFormatError(
-            f"{path}:{n}: field '{field}' must be a non-empty string, got "
-            f'{row[field]!r}'
-          )
-      value = final_answer(row['answer'])
-      if value is None:
+  for n, row in metrics.iter_jsonl_objects(
+    path, kind='GSM8K JSONL', error=GSM8KFormatError
+  ):
+    for field in ('question', 'answer'):
+      if field not in row:
+        raise GSM8KFormatError(f"{path}:{n}: field '{field}' is missing")
+      if not isinstance(row[field], str) or not row[field].strip():
         raise GSM8KFormatError(
-          f"{path}:{n}: field 'answer' has no final '#### N' (got "
-          f'{row["answer"][-40:]!r})'
+          f"{path}:{n}: field '{field}' must be a non-empty string, got "
+          f'{row[field]!r}'
         )
-      out.append(Record(row['question'], value, row['answer']))
+    value = final_answer(row['answer'])
+    if value is None:
+      raise GSM8KFormatError(
+        f"{path}:{n}: field 'answer' has no final '#### N' (got "
+        f'{row["answer"][-40:]!r})'
+      )
+    out.append(Record(row['question'], value, row['answer']))
   return out
 
 
