@@ -91,7 +91,6 @@ def test_nodejs_loader_on_small_files(tmp_path):
   assert r['apicontent']['rouge_l'] == pytest.approx(1.0)
 
 
-@pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
   c = tiny.get_config()
   c.real.nodejs_dir = str(tmp_path / 'none')
