@@ -432,6 +432,13 @@ def _mean_series(histories, key):
   return {'x': xs, 'y': ys}
 
 
+def _from_warm_start(series: dict, start: float) -> dict:
+  """`series` with the warm start's value at step 0 (where both arms begin)."""
+  if series['x'][:1] == [0]:
+    return series
+  return {'x': [0, *series['x']], 'y': [start, *series['y']]}
+
+
 def _pm(values) -> str:
   mean, std = stats.mean_std(values)
   return f'{mean:.3f} ± {std:.3f}' if len(values) > 1 else f'{mean:.3f}'
@@ -525,7 +532,10 @@ def _write_metrics(config, workdir, seconds, runs, n_test):
         'ylabel': 'exact match',
         'series': {
           'GRPO': _mean_series(grpo_h, 'eval_test_em'),
-          'SFT continued': _mean_series(more_h, 'eval_test_em'),
+          'SFT continued': _from_warm_start(
+            _mean_series(more_h, 'eval_test_em'),
+            summary['test_em_after_sft'],
+          ),
         },
       },
     ],
