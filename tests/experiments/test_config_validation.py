@@ -57,7 +57,7 @@ def test_unknown_field_suggests_the_right_one(name):
     ('lm_core', 'grpo.steps', -1, 'an integer >= 1'),
     ('lm_core', 'sft.steps', 0, 'an integer >= 1'),
     ('lm_core', 'grpo.learning_rate', 0.0, 'a finite number in (0.0, inf)'),
-    ('nspo', 'rl.harmful_fraction', 1.5, 'a finite number in (0.0, 1.0)'),
+    ('nspo', 'rl.harmful_fraction', 1.5, 'a finite number in (0.0, 1.0]'),
     ('nspo', 'nspo.rule', 'rank', "one of ('relative', 'absolute', 'energy', "),
     ('cku', 'cku.lock_rate', 1.0, 'a finite number in [0.0, 1.0)'),
     ('cku', 'cku.layers', (0, 7), 'a layer index < n_layers=1'),
