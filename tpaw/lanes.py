@@ -10,7 +10,7 @@ one compile, one checkpoint holding all lanes).
 
 Batches are `[B, L, ...]` (the batch axis first, so the loop shards it over
 the mesh as usual). Each lane's metrics come out as scalars named
-`lane_key(lane, name)` (`'<lane>:<name>'`; the bare name for the lane
+`lane_key(lane, name)` (`'<lane>/<name>'`; the bare name for the lane
 `''`).
 """
 
@@ -27,21 +27,24 @@ import optax
 
 from common import train
 
+# Lane-name separator in metric names ('/' is a legal TensorBoard tag).
+SEP = '/'
+
 
 def lane_key(lane: str, name: str) -> str:
   """The metric name of lane `lane`'s metric `name`."""
-  return name if lane == '' else f'{lane}:{name}'
+  return name if lane == '' else f'{lane}{SEP}{name}'
 
 
 def check_names(names: Sequence[str]) -> None:
-  """Lane names are distinct; `''` only for a single lane; no `':'`."""
+  """Lane names are distinct; `''` only for a single lane; no `SEP`."""
   if len(set(names)) != len(names):
     raise ValueError(f'lane names must be distinct; got {list(names)}.')
   if len(names) > 1 and '' in names:
     raise ValueError("the lane name '' is only for a single lane.")
-  bad = [n for n in names if ':' in n]
+  bad = [n for n in names if SEP in n]
   if bad:
-    raise ValueError(f"lane names may not contain ':'; got {bad}.")
+    raise ValueError(f'lane names may not contain {SEP!r}; got {bad}.')
 
 
 def stack(trees: Sequence[Any]) -> Any:

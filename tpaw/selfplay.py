@@ -564,10 +564,11 @@ def _lane_view(record: dict[str, Any], lane: str) -> dict[str, Any]:
     if key == 'step':
       continue
     if lane == '':
-      if ':' not in key:
+      if lanes_lib.SEP not in key:
         out[key] = value
       continue
-    for prefix, head in ((f'{lane}:', ''), (f'eval_{lane}:', 'eval_')):
+    sep = lanes_lib.SEP
+    for prefix, head in ((f'{lane}{sep}', ''), (f'eval_{lane}{sep}', 'eval_')):
       if key.startswith(prefix):
         out[head + key[len(prefix) :]] = value
   return out

@@ -121,7 +121,7 @@ def test_lane_step_equals_single_steps():
   state = lanes.create_state([p0, p1], tx, 0, hyper)
   step = lanes.make_lane_step(loss_fn, tx, ['a', 'b'])
   new, metrics = jax.jit(step)(state, lanes.stack_batches(b))
-  assert set(metrics) == {'a:loss', 'b:loss', 'a:grad_norm', 'b:grad_norm'}
+  assert set(metrics) == {'a/loss', 'b/loss', 'a/grad_norm', 'b/grad_norm'}
 
   @jax.jit
   def single(params, batch, hyper):
@@ -134,7 +134,7 @@ def test_lane_step_equals_single_steps():
   for i, params in enumerate([p0, p1]):
     want, loss = single(params, b[i], hyper[i])
     tol.assert_trees_close(lanes.unstack(new.params, i), want, tol.REDUCTION)
-    tol.assert_close(metrics[f'{"ab"[i]}:loss'], loss, tol.REDUCTION)
+    tol.assert_close(metrics[f'{"ab"[i]}/loss'], loss, tol.REDUCTION)
   with pytest.raises(ValueError, match='distinct'):
     lanes.make_lane_step(loss_fn, tx, ['a', 'a'])
 
