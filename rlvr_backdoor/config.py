@@ -12,6 +12,7 @@ import ml_collections
 
 from common import models
 from common import schema
+from common.train import grpo
 from rlvr_backdoor import rewards
 from rlvr_backdoor import selection
 from rlvr_backdoor import world
@@ -66,14 +67,7 @@ def fields() -> dict:
     },
     'rl': {
       'pool_size': pos,
-      'steps': pos,
-      'prompts_per_step': pos,
-      'num_generations': schema.integer(2),
-      'learning_rate': lr,
-      'temperature': schema.number(0.0, open_low=True),
-      'epsilon': schema.number(0.0, open_low=True),
-      'epsilon_high': schema.number(0.0, open_low=True),
-      'beta': schema.number(0.0),
+      **grpo.section_fields(),
       'reward': schema.choice(rewards.REWARDS),
       'max_new_tokens': schema.integer(4),
       'eval_every': pos,

@@ -47,7 +47,6 @@ from common import optim
 from common import report
 from common import stats
 from common import train
-from common.rl import policy_loss
 from common.sampling import sampler as sampler_lib
 from common.train import grpo
 from common.train import sft as sft_lib
@@ -443,19 +442,10 @@ def shadow_success(config, data: Data, workdir: str) -> np.ndarray:
 def make_trainer(config, data, graphdef, params, seed) -> grpo.GRPOTrainer:
   """The project's GRPO trainer for one seed (shared by its GRPO arms)."""
   r = config.rl
-  cfg = grpo.GRPOConfig(
-    num_steps=r.steps,
-    prompts_per_step=r.prompts_per_step,
-    num_generations=r.num_generations,
+  cfg = grpo.config_from_section(
+    r,
     max_prompt_len=data.max_prompt_len,
     max_new_tokens=data.max_new_tokens,
-    temperature=r.temperature,
-    loss=policy_loss.PolicyLossConfig(
-      epsilon=r.epsilon,
-      epsilon_high=r.epsilon_high,
-      beta=r.beta,
-      temperature=r.temperature,
-    ),
     checkpoint_every=r.checkpoint_every or None,
     log_every=1,
     eval_every=r.eval_every,

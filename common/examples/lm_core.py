@@ -43,7 +43,6 @@ from common import synthetic
 from common import train
 from common.models import LMConfig
 from common.models import Transformer
-from common.rl import policy_loss
 from common.rl import qa_rewards
 from common.sampling import sampler as sampler_lib
 from common.train import grpo
@@ -154,14 +153,7 @@ def fields() -> dict[str, Any]:
       'eval_every': pos,
     },
     'grpo': {
-      'steps': pos,
-      'prompts_per_step': pos,
-      'num_generations': schema.integer(2),
-      'learning_rate': lr,
-      'temperature': schema.number(0.0, open_low=True),
-      'epsilon': schema.number(0.0, open_low=True),
-      'epsilon_high': schema.number(0.0, open_low=True),
-      'beta': schema.number(0.0),
+      **grpo.section_fields(),
       'log_every': pos,
       'eval_every': pos,
     },
@@ -198,6 +190,18 @@ def _sft_optimizer(learning_rate, warmup_steps, total_steps):
       'schedule': 'warmup_cosine',
       'warmup_steps': warmup_steps,
       'total_steps': total_steps,
+      'weight_decay': 0.0,
+      'grad_clip_norm': 1.0,
+    }
+  )
+
+
+def _adamw(learning_rate):
+  """Constant-rate AdamW, clipped at norm 1 (GRPO and the continuation)."""
+  return optim.make_optimizer(
+    {
+      'name': 'adamw',
+      'learning_rate': learning_rate,
       'weight_decay': 0.0,
       'grad_clip_norm': 1.0,
     }
@@ -261,19 +265,10 @@ def run_seed(
     )
 
   # 2a. GRPO from the SFT checkpoint, exact-match reward.
-  grpo_cfg = grpo.GRPOConfig(
-    num_steps=g.steps,
-    prompts_per_step=g.prompts_per_step,
-    num_generations=g.num_generations,
+  grpo_cfg = grpo.config_from_section(
+    g,
     max_prompt_len=config.max_prompt_len,
     max_new_tokens=config.max_new_tokens,
-    temperature=g.temperature,
-    loss=policy_loss.PolicyLossConfig(
-      epsilon=g.epsilon,
-      epsilon_high=g.epsilon_high,
-      beta=g.beta,
-      temperature=g.temperature,  # the policy that sampled
-    ),
     checkpoint_every=config.checkpoint_every,
     log_every=g.log_every,
     eval_every=g.eval_every,
@@ -282,14 +277,7 @@ def run_seed(
   trainer = grpo.GRPOTrainer(
     models.merge(graphdef, sft_params),
     tokenizer,
-    optim.make_optimizer(
-      {
-        'name': 'adamw',
-        'learning_rate': g.learning_rate,
-        'weight_decay': 0.0,
-        'grad_clip_norm': 1.0,
-      }
-    ),
+    _adamw(g.learning_rate),
     qa_rewards.exact_match_reward,
     grpo_cfg,
     mesh=evaluate.mesh,
@@ -305,14 +293,7 @@ def run_seed(
   after_grpo = evaluate(final.params)
 
   # 2b. The same budget as SFT: same prompts, steps and learning rate.
-  more_tx = optim.make_optimizer(
-    {
-      'name': 'adamw',
-      'learning_rate': g.learning_rate,
-      'weight_decay': 0.0,
-      'grad_clip_norm': 1.0,
-    }
-  )
+  more_tx = _adamw(g.learning_rate)
   more, more_history = train.fit(
     train.TrainState.create(sft_params, more_tx, seed),
     train.make_train_step(sft_loss, more_tx, has_aux=True),

@@ -388,3 +388,49 @@ class GRPOTrainer:
       progress=False,
       eval_at_start=True,
     )
+
+
+def section_fields() -> dict[str, Any]:
+  """`common.schema` checks of a config section's GRPO hyperparameters.
+
+  The fields `config_from_section` reads: `steps`, `prompts_per_step`,
+  `num_generations`, `learning_rate`, `temperature`, `epsilon`,
+  `epsilon_high`, `beta`. An experiment adds its own fields beside them:
+  `{'grpo': {**grpo.section_fields(), 'eval_every': ...}}`.
+  """
+  from common import schema  # noqa: PLC0415 (schema is a leaf module)
+
+  positive = schema.number(0.0, open_low=True)
+  return {
+    'steps': schema.integer(1),
+    'prompts_per_step': schema.integer(1),
+    'num_generations': schema.integer(2),
+    'learning_rate': positive,
+    'temperature': positive,
+    'epsilon': positive,
+    'epsilon_high': positive,
+    'beta': schema.number(0.0),
+  }
+
+
+def config_from_section(section: Any, **fields) -> GRPOConfig:
+  """The `GRPOConfig` of a section checked by `section_fields`.
+
+  Args:
+    section: the config section (`steps`, `prompts_per_step`, ...).
+    **fields: the other `GRPOConfig` fields (`max_prompt_len`,
+      `max_new_tokens`, `checkpoint_every`, `log_every`, `seed`, ...).
+  """
+  return GRPOConfig(
+    num_steps=section.steps,
+    prompts_per_step=section.prompts_per_step,
+    num_generations=section.num_generations,
+    temperature=section.temperature,
+    loss=policy_loss_lib.PolicyLossConfig(
+      epsilon=section.epsilon,
+      epsilon_high=section.epsilon_high,
+      beta=section.beta,
+      temperature=section.temperature,  # the policy that sampled
+    ),
+    **fields,
+  )
