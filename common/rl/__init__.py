@@ -1,11 +1,16 @@
 """RL maths as pure array functions: log-probs, advantages, losses, KL.
 
 Every function works on `[B, T]` arrays with masks, is jit- and vmap-able
-and is tested against hand-computed values. Names follow TRL/Tunix
-(`beta`, `num_generations`, `epsilon`, `epsilon_high`, `loss_agg_mode`).
+and is tested against hand-computed values. Shape contracts are chex
+asserts at the boundary (static, so free under jit): a `[T]` array where
+`[B, T]` is promised, or a mask of another shape, raises `ShapeError` (chex's
+`AssertionError`, also a `ValueError`) naming the argument. Names follow
+TRL/Tunix (`beta`, `num_generations`, `epsilon`, `epsilon_high`,
+`loss_agg_mode`).
 See README.md in this directory for the formulas.
 """
 
+from common.rl._checks import ShapeError
 from common.rl.advantages import SCALE_REWARDS
 from common.rl.advantages import TURN_NORM_MODES
 from common.rl.advantages import broadcast_to_tokens
@@ -61,6 +66,7 @@ __all__ = [
   'PREFERENCE_LOSS_TYPES',
   'REQUIRED_BATCH_KEYS',
   'SCALE_REWARDS',
+  'ShapeError',
   'TURN_NORM_MODES',
   'adaptive_kl_controller',
   'aggregate_loss',

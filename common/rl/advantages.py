@@ -117,11 +117,12 @@ def broadcast_to_tokens(advantages: jax.Array, mask: jax.Array) -> jax.Array:
   """
   _checks.check_rank('advantages', advantages, 1, '[B]')
   _checks.check_rank('mask', mask, 2, '[B, T]')
-  if advantages.shape[0] != mask.shape[0]:
-    raise ValueError(
-      f'advantages [B] and mask [B, T] disagree on B: {advantages.shape} vs '
-      f'{mask.shape}.'
-    )
+  _checks.check_same_prefix(
+    ['advantages', 'mask'],
+    [advantages, mask],
+    1,
+    'advantages [B] and mask [B, T] disagree on B',
+  )
   return jnp.where(mask != 0, advantages.astype(jnp.float32)[:, None], 0.0)
 
 
@@ -229,11 +230,12 @@ def gae_advantages(
     bootstrap_value = jnp.zeros((batch,), jnp.float32)
   else:
     _checks.check_rank('bootstrap_value', bootstrap_value, 1, '[B]')
-    if bootstrap_value.shape[0] != batch:
-      raise ValueError(
-        f'bootstrap_value must have shape ({batch},); got '
-        f'{bootstrap_value.shape}.'
-      )
+    _checks.check_same_prefix(
+      ['bootstrap_value', 'rewards'],
+      [bootstrap_value, rewards],
+      1,
+      f'bootstrap_value must have shape ({batch},)',
+    )
   valid = mask != 0
   r = rewards.astype(jnp.float32)
   v = values.astype(jnp.float32)
@@ -339,14 +341,12 @@ def turn_level_advantages(
     ['step_rewards', 'step_mask', 'step_positions'],
     [step_rewards, step_mask, step_positions],
   )
-  if not (
-    outcome_rewards.shape[0] == step_rewards.shape[0] == response_mask.shape[0]
-  ):
-    raise ValueError(
-      f'Batch sizes disagree: outcome_rewards {outcome_rewards.shape}, '
-      f'step_rewards {step_rewards.shape}, response_mask '
-      f'{response_mask.shape}.'
-    )
+  _checks.check_same_prefix(
+    ['outcome_rewards', 'step_rewards', 'response_mask'],
+    [outcome_rewards, step_rewards, response_mask],
+    1,
+    'Batch sizes disagree',
+  )
   _checks.check_finite('outcome_rewards', outcome_rewards)
   _checks.check_finite('step_rewards', step_rewards, step_mask)
   _check_step_layout(step_mask, step_positions)

@@ -35,11 +35,15 @@ def token_logprobs(
   Returns:
     `[...]` float32 log-probabilities.
   """
-  if jnp.shape(logits)[:-1] != jnp.shape(targets):
-    raise ValueError(
-      f'logits must have shape targets.shape + (V,); got logits '
-      f'{tuple(jnp.shape(logits))} and targets {tuple(jnp.shape(targets))}.'
-    )
+  _checks.check_rank(
+    'logits', logits, jnp.ndim(targets) + 1, 'targets.shape + (V,)'
+  )
+  _checks.check_same_prefix(
+    ['logits', 'targets'],
+    [logits, targets],
+    jnp.ndim(targets),
+    'logits must have shape targets.shape + (V,)',
+  )
   if not jnp.issubdtype(jnp.asarray(targets).dtype, jnp.integer):
     raise ValueError(f'targets must be integers; got {targets.dtype}.')
   if temperature <= 0:
@@ -86,11 +90,12 @@ def shift_for_next_token(
   """
   _checks.check_rank('logits', logits, 3, '[B, T, V]')
   _checks.check_rank('tokens', tokens, 2, '[B, T]')
-  if jnp.shape(logits)[:2] != jnp.shape(tokens):
-    raise ValueError(
-      f'logits [B, T, V] and tokens [B, T] disagree: '
-      f'{tuple(jnp.shape(logits))} vs {tuple(jnp.shape(tokens))}.'
-    )
+  _checks.check_same_prefix(
+    ['logits', 'tokens'],
+    [logits, tokens],
+    2,
+    'logits [B, T, V] and tokens [B, T] disagree',
+  )
   return logits[:, :-1], tokens[:, 1:]
 
 

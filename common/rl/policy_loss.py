@@ -142,7 +142,7 @@ def _check_batch(batch: Mapping[str, jax.Array], config: PolicyLossConfig):
   )
   adv = batch['advantages']
   if jnp.shape(adv) not in ((tokens.shape[0],), tuple(tokens.shape)):
-    raise ValueError(
+    raise _checks.ShapeError(
       f'advantages must have shape [B]={(tokens.shape[0],)} or [B, T]='
       f'{tuple(tokens.shape)}; got {tuple(jnp.shape(adv))}.'
     )
@@ -179,7 +179,7 @@ def make_policy_loss(
     attention_mask = batch['attention_mask']
     logits = apply_fn(params, tokens, attention_mask)
     if jnp.ndim(logits) != 3 or logits.shape[:2] != tokens.shape:
-      raise ValueError(
+      raise _checks.ShapeError(
         f'apply_fn must return logits [B, T, V] with [B, T]='
         f'{tuple(tokens.shape)}; got {tuple(jnp.shape(logits))}.'
       )

@@ -324,11 +324,12 @@ def concatenated_sequence_logprobs(
   _check_pair_batch('chosen', chosen)
   _check_pair_batch('rejected', rejected)
   b = chosen['tokens'].shape[0]
-  if rejected['tokens'].shape[0] != b:
-    raise ValueError(
-      f'chosen and rejected batches must have the same B; got {b} and '
-      f'{rejected["tokens"].shape[0]}.'
-    )
+  _checks.check_same_prefix(
+    ["chosen['tokens']", "rejected['tokens']"],
+    [chosen['tokens'], rejected['tokens']],
+    1,
+    'chosen and rejected batches must have the same B',
+  )
   length = max(chosen['tokens'].shape[1], rejected['tokens'].shape[1])
   cat = {
     k: jnp.concatenate(
