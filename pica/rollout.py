@@ -1,16 +1,16 @@
 """Batched multi-turn search rollouts with the KV-cache sampler.
 
-Search-R1's agent loop (`search_r1/llm_agent/generation.py`) on
-`common.sampling.Sampler`: every turn generates until `</search>`,
-`</answer>`, EOS or the per-turn token budget; each row that stopped on a
-valid `<search> q </search>` gets ` <information>Doc 1(Title: ...) ...
-</information> ` (the top-k documents) appended to its KV cache, a row with
-an invalid action gets a `<warning> ... </warning>` block; rows that
-answered (or hit EOS) stop. After `max_turns` served searches one last
-generation runs with no search served (Search-R1's final `do_search=False`
-turn). Rows finish at different turns; finished rows are masked in the
-sampler, and observations are appended as one ragged `[B, M]` chunk of a
-fixed width (one compilation).
+Search-R1's agent loop (`search_r1/llm_agent/generation.py`) on the shared
+tool loop `common.sampling.multiturn` with a `SearchEnvironment`: every turn
+generates until `</search>`, `</answer>`, EOS or the per-turn token budget;
+each row that stopped on a valid `<search> q </search>` gets `
+<information>Doc 1(Title: ...) ... </information> ` (the top-k documents)
+appended to its KV cache, a row with an invalid action gets a `<warning> ...
+</warning>` block; rows that answered (or hit EOS) stop. After `max_turns`
+served searches one last generation runs with no search served (Search-R1's
+final `do_search=False` turn). Rows finish at different turns; finished rows
+are masked in the sampler, and observations are appended as one ragged `[B,
+M]` chunk of a fixed width (one compilation).
 
 The result holds the response tokens right-padded to a fixed width, the
 `response_mask` (every real token), the `loss_mask` (policy-generated
@@ -28,11 +28,12 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from common.sampling import multiturn
 from common.sampling import sampler as sampler_lib
 from common.synthetic.traces import information_block
 from pica import protocol
 
-FINISH = ('answer', 'eos', 'turns')
+FINISH = multiturn.FINISH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,16 +116,49 @@ class Rollout(NamedTuple):
   finish: list[str]
 
 
-def observation_ids(tokenizer, text: str, max_tokens: int) -> list[int]:
-  """Token ids of an observation, cut to `max_tokens` keeping its last tag.
+observation_ids = multiturn.observation_ids
 
-  A cut `<information>` block is re-closed, so the next turn always sees a
-  well-formed block.
+
+class SearchEnvironment(multiturn.ToolEnvironment):
+  """Search-R1's environment: `<search> q </search>` -> top-k documents.
+
+  A turn that ended on `</search>` with a valid search action gets the
+  `<information>` block of the retriever's top-k documents (served); any
+  other stopped turn gets the `<warning>` block (not served).
   """
-  ids = tokenizer.encode(text)
-  if len(ids) <= max_tokens:
-    return ids
-  return ids[: max_tokens - 2] + ids[-2:]
+
+  call_tags = ('search',)
+  answer_tag = 'answer'
+
+  def __init__(self, retriever, topk: int, warning_text: str = ''):
+    self.retriever = retriever
+    self.topk = topk
+    self.warning = f' <warning> {warning_text} </warning> '
+
+  def respond(self, calls):
+    out: list = [None] * len(calls)
+    searches = []
+    for j, c in enumerate(calls):
+      action = protocol.parse_action(c.text)
+      if c.tag == 'search' and action.kind == 'search':
+        searches.append((j, action.content))
+      else:
+        out[j] = multiturn.Observation(self.warning, served=False)
+    if searches:
+      found = self.retriever.batch_search([q for _, q in searches], self.topk)
+      for (j, q), docs in zip(searches, found, strict=True):
+        out[j] = multiturn.Observation(
+          f' {information_block(docs)} ',
+          info=(q, [str(d['id']) for d in docs]),
+        )
+    return out
+
+  def error_observation(self, call, error):
+    return multiturn.Observation(
+      f' <information> error: {type(error).__name__} </information> ',
+      failed=True,
+      info=('', []),
+    )
 
 
 def rollout(
@@ -138,6 +172,9 @@ def rollout(
 ) -> Rollout:
   """Runs the multi-turn search loop for a batch of prompts.
 
+  The loop is `common.sampling.multiturn.rollout` with a
+  `SearchEnvironment`.
+
   Args:
     sampler: a `Sampler` with capacity >= `config.capacity(prompt_len)`.
     tokenizer: `encode/decode/token_id/pad_id/eos_id` (`WordTokenizer`).
@@ -150,114 +187,30 @@ def rollout(
   Returns:
     A `Rollout`.
   """
-  b = len(prompts)
-  if b == 0:
-    raise ValueError('rollout needs at least one prompt')
-  encoded = [tokenizer.encode(p, add_bos=True) for p in prompts]
-  p_len = prompt_len or max(len(e) for e in encoded)
-  if max(len(e) for e in encoded) > p_len:
-    raise ValueError(f'a prompt has more than prompt_len={p_len} tokens')
-  if sampler.capacity < config.capacity(p_len):
-    raise ValueError(
-      f'sampler capacity {sampler.capacity} < {config.capacity(p_len)} '
-      f'needed (prompt {p_len} + response {config.response_len})'
-    )
-  pad = tokenizer.pad_id
-  prompt_tokens = np.full((b, p_len), pad, np.int32)
-  prompt_mask = np.zeros((b, p_len), bool)
-  for i, e in enumerate(encoded):
-    prompt_tokens[i, p_len - len(e) :] = e
-    prompt_mask[i, p_len - len(e) :] = True
-  close_search = tokenizer.token_id('</search>')
-  close_answer = tokenizer.token_id('</answer>')
-  gen_cfg = sampler_lib.GenerationConfig(
+  env = SearchEnvironment(retriever, config.topk, config.warning_text)
+  mt = multiturn.MultiTurnConfig(
+    max_calls=config.max_turns,
     max_new_tokens=config.max_new_tokens,
+    max_obs_tokens=config.max_info_tokens,
     temperature=config.temperature,
     top_k=config.top_k,
     top_p=config.top_p,
-    eos_ids=(tokenizer.eos_id,),
-    stop_sequences=((close_search,), (close_answer,)),
-    pad_id=pad,
   )
-  warning = f' <warning> {config.warning_text} </warning> '
-  resp = [[] for _ in range(b)]
-  logp = [[] for _ in range(b)]
-  gen = [[] for _ in range(b)]
-  ends = [[] for _ in range(b)]
-  queries = [[] for _ in range(b)]
-  retrieved = [[] for _ in range(b)]
-  finish = [''] * b
-  done = np.zeros(b, bool)
-  state = sampler.prefill(prompt_tokens, prompt_mask)
-  for turn in range(config.max_turns + 1):
-    state, out = sampler.generate(state, jax.random.fold_in(rng, turn), gen_cfg)
-    toks, mask = np.asarray(out.tokens), np.asarray(out.mask)
-    lps = np.asarray(out.logprobs)
-    reasons = np.asarray(out.finish_reason)
-    obs: dict[int, list[int]] = {}
-    to_search: list[tuple[int, str]] = []
-    for i in np.nonzero(~done)[0]:
-      n = int(mask[i].sum())
-      ids = toks[i, :n].tolist()
-      resp[i] += ids
-      logp[i] += lps[i, :n].tolist()
-      gen[i] += [True] * n
-      if reasons[i] == sampler_lib.FINISH_EOS:
-        done[i], finish[i] = True, 'eos'
-      elif n and ids[-1] == close_answer:
-        done[i], finish[i] = True, 'answer'
-      elif turn == config.max_turns:
-        done[i], finish[i] = True, 'turns'
-      else:
-        action = protocol.parse_action(tokenizer.decode(ids))
-        if n and ids[-1] == close_search and action.kind == 'search':
-          to_search.append((i, action.content))
-        else:
-          obs[i] = observation_ids(tokenizer, warning, config.max_info_tokens)
-    if to_search:
-      found = retriever.batch_search([q for _, q in to_search], config.topk)
-      for (i, q), docs in zip(to_search, found, strict=True):
-        ends[i].append(len(resp[i]) - 1)
-        queries[i].append(q)
-        retrieved[i].append([str(d['id']) for d in docs])
-        text = f' {information_block(docs)} '
-        obs[i] = observation_ids(tokenizer, text, config.max_info_tokens)
-    if done.all():
-      break
-    chunk = np.full((b, config.max_info_tokens), pad, np.int32)
-    chunk_mask = np.zeros((b, config.max_info_tokens), bool)
-    for i, ids in obs.items():
-      chunk[i, : len(ids)] = ids
-      chunk_mask[i, : len(ids)] = True
-      resp[i] += ids
-      logp[i] += [0.0] * len(ids)
-      gen[i] += [False] * len(ids)
-    state = sampler.append(state, chunk, chunk_mask)
-    state = state._replace(finished=state.finished | done)
-  r = config.response_len
-  tokens = np.full((b, r), pad, np.int32)
-  response_mask = np.zeros((b, r), bool)
-  loss_mask = np.zeros((b, r), bool)
-  logprobs = np.zeros((b, r), np.float32)
-  search_ends = np.full((b, config.max_turns), -1, np.int32)
-  for i in range(b):
-    n = len(resp[i])
-    tokens[i, :n] = resp[i]
-    response_mask[i, :n] = True
-    loss_mask[i, :n] = gen[i]
-    logprobs[i, :n] = logp[i]
-    search_ends[i, : len(ends[i])] = ends[i]
+  prompt_tokens, prompt_mask, out = multiturn.rollout(
+    sampler, tokenizer, prompts, env, rng, mt, prompt_len
+  )
+  served = [[x for x in info if x is not None] for info in out.infos]
   return Rollout(
     prompt_tokens=prompt_tokens,
     prompt_mask=prompt_mask,
-    tokens=tokens,
-    response_mask=response_mask,
-    loss_mask=loss_mask,
-    logprobs=logprobs,
-    search_ends=search_ends,
-    num_searches=np.array([len(e) for e in ends], np.int32),
-    texts=[tokenizer.decode(r_) for r_ in resp],
-    queries=queries,
-    retrieved=retrieved,
-    finish=finish,
+    tokens=out.tokens,
+    response_mask=out.response_mask,
+    loss_mask=out.loss_mask,
+    logprobs=out.logprobs,
+    search_ends=out.call_ends,
+    num_searches=out.num_calls,
+    texts=out.texts,
+    queries=[[q for q, _ in s] for s in served],
+    retrieved=[[ids for _, ids in s] for s in served],
+    finish=out.finish,
   )
