@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev,peers]'
 	touch $(STAMP)
 
 test: $(STAMP)
