@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,42 +12,6 @@ from common import rl
 from tests import tolerances as tol
 
 REWARDS = jnp.array([1.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0])
-
-
-def test_group_advantages_group_scaling():
-  # Group 1: mean 0.25, Bessel std 0.5 -> [1.5, -0.5, -0.5, -0.5];
-  # group 2 has equal rewards -> 0.
-  adv = rl.group_advantages(REWARDS, num_generations=4)
-  # Mean, sqrt of a variance, division (+ eps 1e-6 in the std): a few ops.
-  tol.assert_close(adv, [1.5, -0.5, -0.5, -0.5, 0, 0, 0, 0], tol.FEW_OPS)
-
-
-def test_group_advantages_population_std():
-  adv = rl.group_advantages(REWARDS, 4, ddof=0, eps=0.0)
-  std = math.sqrt(0.75 / 4)
-  tol.assert_close(adv[:2], [0.75 / std, -0.25 / std], tol.FEW_OPS)
-
-
-def test_group_advantages_batch_and_none_scaling():
-  # Batch std (Bessel) of REWARDS: mean 9/8, squared deviations
-  # 1/64 + 3 * 81/64 + 4 * 49/64 = 6.875, so std = sqrt(6.875 / 7).
-  adv = rl.group_advantages(REWARDS, 4, scale_rewards='batch')
-  std = math.sqrt(6.875 / 7)
-  tol.assert_close(
-    adv, np.array([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]) / std, tol.FEW_OPS
-  )
-  none = rl.group_advantages(REWARDS, 4, scale_rewards='none')
-  # r - mean of dyadic rewards: exact in float32.
-  np.testing.assert_array_equal(none, [0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0])
-  np.testing.assert_array_equal(rl.dr_grpo_advantages(REWARDS, 4), none)
-
-
-def test_rloo_advantages():
-  adv = rl.rloo_advantages(REWARDS, 4)
-  third = 1.0 / 3.0
-  tol.assert_close(adv, [1.0, -third, -third, -third, 0, 0, 0, 0])
-  # Identity: RLOO = G / (G - 1) * (r - group mean).
-  tol.assert_close(adv, 4 / 3 * rl.dr_grpo_advantages(REWARDS, 4))
 
 
 def test_group_advantages_errors():
@@ -72,61 +37,11 @@ def test_group_advantages_jit_and_vmap():
   tol.assert_close(out[1], out[0], tol.FEW_OPS)
 
 
-def test_broadcast_to_tokens():
-  out = rl.broadcast_to_tokens(
-    jnp.array([2.0, -1.0]), jnp.array([[1, 1, 0], [0, 1, 1]])
-  )
-  np.testing.assert_array_equal(out, [[2, 2, 0], [0, -1, -1]])  # a copy
-  with pytest.raises(ValueError, match='disagree on B'):
-    rl.broadcast_to_tokens(jnp.zeros(3), jnp.ones((2, 4)))
-
-
-def test_whiten_masked():
-  x = jnp.array([[1.0, 2.0, 3.0, jnp.nan]])
-  mask = jnp.array([[1, 1, 1, 0]])
-  # Mean 2, Bessel variance 1.
-  # Whitening multiplies by rsqrt(var + 1e-8): rounding on values of size 3.
-  tol.assert_close(rl.whiten(x, mask), [[-1, 0, 1, 0]])
-  tol.assert_close(rl.whiten(x, mask, shift_mean=False), [[1, 2, 3, 0]])
-  tol.assert_close(rl.masked_var(x, mask), 1.0)
-  tol.assert_close(rl.masked_var(x, mask, unbiased=False), 2 / 3)
-
-
 # GAE hand case: gamma 0.9, lam 0.8 (gamma * lam = 0.72).
 # t=2: delta = 1 - 0.7 = 0.3; A = 0.3
 # t=1: delta = 0.9 * 0.7 - 0.6 = 0.03; A = 0.03 + 0.72 * 0.3 = 0.246
 # t=0: delta = 0.9 * 0.6 - 0.5 = 0.04; A = 0.04 + 0.72 * 0.246 = 0.21712
 GAE_ADV = [0.21712, 0.246, 0.3]
-
-
-def test_gae_masked_tail_stops_bootstrapping():
-  rewards = jnp.array([[0.0, 0.0, 1.0, 5.0]])  # reward under padding ignored
-  values = jnp.array([[0.5, 0.6, 0.7, jnp.nan]])
-  mask = jnp.array([[1, 1, 1, 0]])
-  adv, ret = rl.gae_advantages(rewards, values, mask, gamma=0.9, lam=0.8)
-  # A 3-step recursion: float32 rounding of O(1) terms.
-  tol.assert_close(adv, [GAE_ADV + [0.0]])
-  tol.assert_close(ret, [[0.71712, 0.846, 1.0, 0.0]])
-
-
-def test_gae_skips_interior_masked_tokens():
-  rewards = jnp.array([[0.0, 9.0, 0.0, 1.0]])
-  values = jnp.array([[0.5, jnp.inf, 0.6, 0.7]])
-  mask = jnp.array([[1, 0, 1, 1]])
-  adv, _ = rl.gae_advantages(rewards, values, mask, gamma=0.9, lam=0.8)
-  tol.assert_close(adv, [[GAE_ADV[0], 0.0, GAE_ADV[1], GAE_ADV[2]]])
-
-
-def test_gae_bootstrap_value_and_monte_carlo_identity():
-  rewards = jnp.array([[0.0, 1.0]])
-  values = jnp.array([[0.5, 0.4]])
-  mask = jnp.ones((1, 2))
-  adv, ret = rl.gae_advantages(
-    rewards, values, mask, bootstrap_value=jnp.array([2.0])
-  )
-  # gamma = lam = 1: A_t = sum of future rewards + bootstrap - V_t.
-  tol.assert_close(adv, [[2.5, 2.6]])
-  tol.assert_close(ret, [[3.0, 3.0]])
 
 
 def _gae_reference(rewards, values, gamma, lam):
@@ -176,62 +91,6 @@ def test_gae_errors():
     rl.gae_advantages(ones, ones, ones, bootstrap_value=jnp.ones(2))
 
 
-def test_group_normalize_pooled_and_single_entry():
-  values = jnp.array([[1.0, 3.0], [5.0, jnp.nan]])
-  mask = jnp.array([[1, 1], [1, 0]])
-  # Pool {1, 3, 5}: mean 3, population std sqrt(8/3).
-  z = 2.0 / math.sqrt(8.0 / 3.0)
-  tol.assert_close(
-    rl.group_normalize(values, mask, 2), [[-z, 0], [z, 0]], tol.FEW_OPS
-  )
-  single = rl.group_normalize(
-    jnp.array([[2.0, 7.0], [0.0, 0.0]]), jnp.array([[1, 0], [0, 0]]), 2
-  )
-  np.testing.assert_array_equal(single, np.zeros((2, 2)))
-
-
-def test_turn_level_advantages_separate():
-  outcome = jnp.array([1.0, 0.0])  # normalised: [1, -1]
-  steps = jnp.array([[0.2, 0.6], [0.4, jnp.nan]])
-  step_mask = jnp.array([[1, 1], [1, 0]])
-  positions = jnp.array([[1, 3], [2, 0]])
-  response_mask = jnp.array([[0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
-  adv = rl.turn_level_advantages(
-    outcome, steps, step_mask, positions, response_mask, 2, gamma=0.5
-  )
-  # Steps pool {0.2, 0.6, 0.4}: normalised row 0 [-z, z], row 1 [0] with
-  # z = 0.2 / std, std = sqrt(0.08 / 3). Row 0 turn sums (gamma 0.5):
-  # A_1 = z, A_0 = -z + 0.5 z = -0.5 z.
-  z = 0.2 / math.sqrt(0.08 / 3)
-  row0 = [0.0, 1 - 0.5 * z, 1 + z, 1 + z, 1.0, 0.0]
-  row1 = [-1.0] * 6
-  # Two normalisations (sqrt, division) and a discounted sum.
-  tol.assert_close(adv, [row0, row1], tol.FEW_OPS)
-
-
-def test_turn_level_advantages_joint_matches_numpy():
-  outcome = np.array([1.0, 0.0], np.float32)
-  steps = np.array([[0.2, 0.6], [0.4, 0.0]], np.float32)
-  step_mask = np.array([[1, 1], [1, 0]])
-  positions = np.array([[1, 3], [2, 0]])
-  adv = rl.turn_level_advantages(
-    outcome,
-    steps,
-    step_mask,
-    positions,
-    np.ones((2, 5)),
-    2,
-    gamma=1.0,
-    norm_mode='joint',
-  )
-  pool = np.array([0.2, 0.6, 1.0, 0.4, 0.0])
-  norm = lambda x: (x - pool.mean()) / (pool.std() + 1e-8)
-  row0 = [norm(0.2) + norm(0.6)] * 2 + [norm(0.6)] * 2 + [0.0]
-  row0 = np.array(row0) + norm(1.0)
-  row1 = np.array([norm(0.4)] * 3 + [0.0] * 2) + norm(0.0)
-  tol.assert_close(adv, [row0, row1], tol.FEW_OPS)
-
-
 def test_turn_level_advantages_layout_errors():
   args = dict(
     outcome_rewards=jnp.zeros(2),
@@ -258,3 +117,162 @@ def test_turn_level_advantages_layout_errors():
       norm_mode='mixed',
       **args,
     )
+
+
+class AdvantagesVariantsTest(chex.TestCase):
+  """Hand-computed cases under jit and without (and pmap where vmapped)."""
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_group_advantages_group_scaling(self):
+    # Group 1: mean 0.25, Bessel std 0.5 -> [1.5, -0.5, -0.5, -0.5];
+    # group 2 has equal rewards -> 0.
+    adv = self.variant(lambda r: rl.group_advantages(r, num_generations=4))(
+      REWARDS
+    )
+    chex.assert_shape(adv, REWARDS.shape)
+    chex.assert_type(adv, float)
+    # Mean, sqrt of a variance, division (+ eps 1e-6 in the std): a few ops.
+    tol.assert_close(adv, [1.5, -0.5, -0.5, -0.5, 0, 0, 0, 0], tol.FEW_OPS)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_group_advantages_population_std(self):
+    fn = self.variant(lambda r: rl.group_advantages(r, 4, ddof=0, eps=0.0))
+    adv = fn(REWARDS)
+    std = math.sqrt(0.75 / 4)
+    tol.assert_close(adv[:2], [0.75 / std, -0.25 / std], tol.FEW_OPS)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_group_advantages_batch_and_none_scaling(self):
+    # Batch std (Bessel) of REWARDS: mean 9/8, squared deviations
+    # 1/64 + 3 * 81/64 + 4 * 49/64 = 6.875, so std = sqrt(6.875 / 7).
+    fn = self.variant(
+      lambda r, scale: rl.group_advantages(r, 4, scale_rewards=scale),
+      static_argnums=1,
+    )
+    adv = fn(REWARDS, 'batch')
+    std = math.sqrt(6.875 / 7)
+    tol.assert_close(
+      adv, np.array([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]) / std, tol.FEW_OPS
+    )
+    none = fn(REWARDS, 'none')
+    # r - mean of dyadic rewards: exact in float32.
+    np.testing.assert_array_equal(none, [0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0])
+    dr_grpo = self.variant(lambda r: rl.dr_grpo_advantages(r, 4))
+    chex.assert_trees_all_equal(dr_grpo(REWARDS), none)
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_rloo_advantages(self):
+    adv = self.variant(lambda r: rl.rloo_advantages(r, 4))(REWARDS)
+    third = 1.0 / 3.0
+    tol.assert_close(adv, [1.0, -third, -third, -third, 0, 0, 0, 0])
+    # Identity: RLOO = G / (G - 1) * (r - group mean).
+    tol.assert_close(adv, 4 / 3 * rl.dr_grpo_advantages(REWARDS, 4))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_broadcast_to_tokens(self):
+    out = self.variant(rl.broadcast_to_tokens)(
+      jnp.array([2.0, -1.0]), jnp.array([[1, 1, 0], [0, 1, 1]])
+    )
+    np.testing.assert_array_equal(out, [[2, 2, 0], [0, -1, -1]])  # a copy
+    with pytest.raises(ValueError, match='disagree on B'):
+      self.variant(rl.broadcast_to_tokens)(jnp.zeros(3), jnp.ones((2, 4)))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_whiten_masked(self):
+    x = jnp.array([[1.0, 2.0, 3.0, jnp.nan]])
+    mask = jnp.array([[1, 1, 1, 0]])
+    # Mean 2, Bessel variance 1.
+    # Whitening multiplies by rsqrt(var + 1e-8): rounding on values of size 3.
+    whiten = self.variant(rl.whiten, static_argnums=2)
+    var = self.variant(rl.masked_var, static_argnums=2)
+    tol.assert_close(whiten(x, mask, True), [[-1, 0, 1, 0]])
+    tol.assert_close(whiten(x, mask, False), [[1, 2, 3, 0]])
+    tol.assert_close(var(x, mask, True), 1.0)
+    tol.assert_close(var(x, mask, False), 2 / 3)
+    tol.assert_close(self.variant(rl.masked_mean)(x, mask), 2.0)
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_gae_masked_tail_stops_bootstrapping(self):
+    rewards = jnp.array([[0.0, 0.0, 1.0, 5.0]])  # reward under padding ignored
+    values = jnp.array([[0.5, 0.6, 0.7, jnp.nan]])
+    mask = jnp.array([[1, 1, 1, 0]])
+    gae = self.variant(lambda *a: rl.gae_advantages(*a, gamma=0.9, lam=0.8))
+    adv, ret = gae(rewards, values, mask)
+    chex.assert_equal_shape([adv, ret, rewards])
+    # A 3-step recursion: float32 rounding of O(1) terms.
+    tol.assert_close(adv, [GAE_ADV + [0.0]])
+    tol.assert_close(ret, [[0.71712, 0.846, 1.0, 0.0]])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_gae_skips_interior_masked_tokens(self):
+    rewards = jnp.array([[0.0, 9.0, 0.0, 1.0]])
+    values = jnp.array([[0.5, jnp.inf, 0.6, 0.7]])
+    mask = jnp.array([[1, 0, 1, 1]])
+    gae = self.variant(lambda *a: rl.gae_advantages(*a, gamma=0.9, lam=0.8))
+    adv, _ = gae(rewards, values, mask)
+    tol.assert_close(adv, [[GAE_ADV[0], 0.0, GAE_ADV[1], GAE_ADV[2]]])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_gae_bootstrap_value_and_monte_carlo_identity(self):
+    rewards = jnp.array([[0.0, 1.0]])
+    values = jnp.array([[0.5, 0.4]])
+    mask = jnp.ones((1, 2))
+    adv, ret = self.variant(rl.gae_advantages)(
+      rewards, values, mask, bootstrap_value=jnp.array([2.0])
+    )
+    # gamma = lam = 1: A_t = sum of future rewards + bootstrap - V_t.
+    tol.assert_close(adv, [[2.5, 2.6]])
+    tol.assert_close(ret, [[3.0, 3.0]])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_group_normalize_pooled_and_single_entry(self):
+    values = jnp.array([[1.0, 3.0], [5.0, jnp.nan]])
+    mask = jnp.array([[1, 1], [1, 0]])
+    # Pool {1, 3, 5}: mean 3, population std sqrt(8/3).
+    z = 2.0 / math.sqrt(8.0 / 3.0)
+    norm = self.variant(lambda v, m: rl.group_normalize(v, m, 2))
+    tol.assert_close(norm(values, mask), [[-z, 0], [z, 0]], tol.FEW_OPS)
+    single = norm(
+      jnp.array([[2.0, 7.0], [0.0, 0.0]]), jnp.array([[1, 0], [0, 0]])
+    )
+    np.testing.assert_array_equal(single, np.zeros((2, 2)))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_turn_level_advantages_separate(self):
+    outcome = jnp.array([1.0, 0.0])  # normalised: [1, -1]
+    steps = jnp.array([[0.2, 0.6], [0.4, jnp.nan]])
+    step_mask = jnp.array([[1, 1], [1, 0]])
+    positions = jnp.array([[1, 3], [2, 0]])
+    response_mask = jnp.array([[0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    fn = self.variant(
+      lambda *a: rl.turn_level_advantages(*a, num_generations=2, gamma=0.5)
+    )
+    adv = fn(outcome, steps, step_mask, positions, response_mask)
+    chex.assert_equal_shape([adv, response_mask])
+    # Steps pool {0.2, 0.6, 0.4}: normalised row 0 [-z, z], row 1 [0] with
+    # z = 0.2 / std, std = sqrt(0.08 / 3). Row 0 turn sums (gamma 0.5):
+    # A_1 = z, A_0 = -z + 0.5 z = -0.5 z.
+    z = 0.2 / math.sqrt(0.08 / 3)
+    row0 = [0.0, 1 - 0.5 * z, 1 + z, 1 + z, 1.0, 0.0]
+    row1 = [-1.0] * 6
+    # Two normalisations (sqrt, division) and a discounted sum.
+    tol.assert_close(adv, [row0, row1], tol.FEW_OPS)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_turn_level_advantages_joint_matches_numpy(self):
+    outcome = np.array([1.0, 0.0], np.float32)
+    steps = np.array([[0.2, 0.6], [0.4, 0.0]], np.float32)
+    step_mask = np.array([[1, 1], [1, 0]])
+    positions = np.array([[1, 3], [2, 0]])
+    fn = self.variant(
+      lambda *a: rl.turn_level_advantages(
+        *a, num_generations=2, gamma=1.0, norm_mode='joint'
+      )
+    )
+    adv = fn(outcome, steps, step_mask, positions, np.ones((2, 5)))
+    pool = np.array([0.2, 0.6, 1.0, 0.4, 0.0])
+    norm = lambda x: (x - pool.mean()) / (pool.std() + 1e-8)
+    row0 = [norm(0.2) + norm(0.6)] * 2 + [norm(0.6)] * 2 + [0.0]
+    row0 = np.array(row0) + norm(1.0)
+    row1 = np.array([norm(0.4)] * 3 + [0.0] * 2) + norm(0.0)
+    tol.assert_close(adv, [row0, row1], tol.FEW_OPS)

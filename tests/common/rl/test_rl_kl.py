@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,20 +10,6 @@ import pytest
 
 from common import rl
 from tests import tolerances as tol
-
-
-def test_estimators_hand_case():
-  logp = jnp.array([[-1.0, -2.0]])
-  ref = jnp.array([[-1.5, -2.0]])  # log ratio 0.5 and 0
-  # k1 and k2 of dyadic log-probs are exact in float32 (0.5, 0.5^2 / 2).
-  np.testing.assert_array_equal(rl.kl_divergence(logp, ref, 'k1'), [[0.5, 0]])
-  np.testing.assert_array_equal(rl.kl_divergence(logp, ref, 'k2'), [[0.125, 0]])
-  # k3 = exp(-x) + x - 1 cancels terms of size 1 (magnitude() floors at 1).
-  tol.assert_close(
-    rl.kl_divergence(logp, ref, 'k3'),
-    [[math.exp(-0.5) + 0.5 - 1.0, 0.0]],
-    tol.FEW_OPS,
-  )
 
 
 def test_k1_and_k3_are_unbiased_in_exact_expectation():
@@ -47,17 +34,6 @@ def test_estimator_errors():
     rl.kl_divergence(jnp.zeros((1, 2)), jnp.zeros((1, 2)), 'low_var_kl')
   with pytest.raises(ValueError, match='Shape mismatch'):
     rl.kl_divergence(jnp.zeros((1, 2)), jnp.zeros((1, 3)))
-
-
-def test_adaptive_controller_hand_cases():
-  ctrl = rl.adaptive_kl_controller(init_kl_coef=0.1, target=6.0, horizon=1e4)
-  state = ctrl.init()
-  # error clip(9/6 - 1) = 0.2 -> x (1 + 0.2 * 1000 / 1e4) = x 1.02
-  tol.assert_close(ctrl.update(state, 9.0, 1000).kl_coef, 0.102)
-  # error 6.6/6 - 1 = 0.1 -> x 1.01
-  tol.assert_close(ctrl.update(state, 6.6, 1000).kl_coef, 0.101)
-  # error clip(3/6 - 1) = -0.2 -> x 0.98
-  tol.assert_close(ctrl.update(state, 3.0, 1000).kl_coef, 0.098)
 
 
 def test_adaptive_controller_in_scan_and_fixed_controller():
@@ -86,20 +62,52 @@ def test_controller_errors():
     rl.fixed_kl_controller(-1.0)
 
 
-def test_apply_kl_penalty():
-  rewards = jnp.array([[0.0, 1.0, 7.0]])
-  logp = jnp.array([[-1.0, -2.0, jnp.nan]])
-  ref = jnp.array([[-1.5, -1.5, 0.0]])
-  mask = jnp.array([[1, 1, 0]])
-  out, metrics = rl.apply_kl_penalty(rewards, logp, ref, mask, beta=0.1)
-  # k1 = [0.5, -0.5]: rewards - 0.1 * kl; padded -> 0.
-  tol.assert_close(out, [[-0.05, 1.05, 0.0]])
-  # Mean of +0.5 and -0.5: exact cancellation in float32.
-  np.testing.assert_array_equal(metrics['kl'], 0.0)
-  # With a controller state as beta, under jit.
-  state = rl.fixed_kl_controller(0.2).init()
-  out2, metrics2 = jax.jit(
-    lambda b: rl.apply_kl_penalty(rewards, logp, ref, mask, b, 'k2')
-  )(state.kl_coef)
-  tol.assert_close(out2, [[-0.025, 0.975, 0.0]])
-  tol.assert_close(metrics2['kl'], 0.125)
+class KLVariantsTest(chex.TestCase):
+  """Hand-computed cases under jit and without (and pmap where vmapped)."""
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_estimators_hand_case(self):
+    logp = jnp.array([[-1.0, -2.0]])
+    ref = jnp.array([[-1.5, -2.0]])  # log ratio 0.5 and 0
+    # k1 and k2 of dyadic log-probs are exact in float32 (0.5, 0.5^2 / 2).
+    kl = self.variant(rl.kl_divergence, static_argnums=2)
+    np.testing.assert_array_equal(kl(logp, ref, 'k1'), [[0.5, 0]])
+    np.testing.assert_array_equal(kl(logp, ref, 'k2'), [[0.125, 0]])
+    chex.assert_shape(kl(logp, ref, 'k3'), logp.shape)
+    # k3 = exp(-x) + x - 1 cancels terms of size 1 (magnitude() floors at 1).
+    tol.assert_close(
+      kl(logp, ref, 'k3'),
+      [[math.exp(-0.5) + 0.5 - 1.0, 0.0]],
+      tol.FEW_OPS,
+    )
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_adaptive_controller_hand_cases(self):
+    ctrl = rl.adaptive_kl_controller(init_kl_coef=0.1, target=6.0, horizon=1e4)
+    state = ctrl.init()
+    update = self.variant(ctrl.update)
+    # error clip(9/6 - 1) = 0.2 -> x (1 + 0.2 * 1000 / 1e4) = x 1.02
+    tol.assert_close(update(state, 9.0, 1000).kl_coef, 0.102)
+    chex.assert_type(update(state, 9.0, 1000).kl_coef, float)
+    # error 6.6/6 - 1 = 0.1 -> x 1.01
+    tol.assert_close(update(state, 6.6, 1000).kl_coef, 0.101)
+    # error clip(3/6 - 1) = -0.2 -> x 0.98
+    tol.assert_close(update(state, 3.0, 1000).kl_coef, 0.098)
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_apply_kl_penalty(self):
+    rewards = jnp.array([[0.0, 1.0, 7.0]])
+    logp = jnp.array([[-1.0, -2.0, jnp.nan]])
+    ref = jnp.array([[-1.5, -1.5, 0.0]])
+    mask = jnp.array([[1, 1, 0]])
+    penalty = self.variant(rl.apply_kl_penalty, static_argnums=5)
+    out, metrics = penalty(rewards, logp, ref, mask, 0.1, 'k1')
+    # k1 = [0.5, -0.5]: rewards - 0.1 * kl; padded -> 0.
+    tol.assert_close(out, [[-0.05, 1.05, 0.0]])
+    # Mean of +0.5 and -0.5: exact cancellation in float32.
+    np.testing.assert_array_equal(metrics['kl'], 0.0)
+    # With a controller state as beta.
+    state = rl.fixed_kl_controller(0.2).init()
+    out2, metrics2 = penalty(rewards, logp, ref, mask, state.kl_coef, 'k2')
+    tol.assert_close(out2, [[-0.025, 0.975, 0.0]])
+    tol.assert_close(metrics2['kl'], 0.125)

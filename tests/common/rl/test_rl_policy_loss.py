@@ -2,11 +2,13 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 
 from common import rl
 from tests import tolerances as tol
@@ -37,60 +39,6 @@ PARAMS = jnp.zeros((VOCAB, VOCAB))  # uniform policy: logp = -log 4
 LOGP = -math.log(VOCAB)
 # Valid tokens: row 0 -> 3 tokens with A = 2, row 1 -> 1 token with A = -1
 # (row 1 position 3 is padding even though loss_mask is 1 there).
-
-
-@pytest.mark.parametrize(
-  'mode,expected',
-  [
-    ('token-mean', -(3 * 2.0 - 1.0) / 4),
-    ('seq-mean-token-mean', -(2.0 - 1.0) / 2),
-    ('seq-mean-token-sum', -(6.0 - 1.0) / 2),
-    ('dr_grpo', -(6.0 - 1.0) / (2 * 4)),
-  ],
-)
-def test_on_policy_loss_is_minus_aggregated_advantage(mode, expected):
-  loss_fn = rl.make_policy_loss(apply_fn, {'loss_agg_mode': mode})
-  loss, metrics = loss_fn(PARAMS, _batch())
-  # Uniform logits: log_softmax and exp of logp - logp, a few float32 ops.
-  tol.assert_close(loss, expected, tol.FEW_OPS)
-  tol.assert_close(metrics['ratio_mean'], 1.0, tol.FEW_OPS)
-  assert float(metrics['clip_fraction']) == 0.0  # no token clipped: exact
-  tol.assert_close(metrics['entropy'], math.log(VOCAB), tol.FEW_OPS)
-  assert metrics['num_tokens'] == 4
-  assert 'kl' not in metrics
-
-
-def test_old_logprobs_ratio_half():
-  # old = logp + log 2 -> ratio 0.5 everywhere. A = 2: max(-1, -1.6) = -1;
-  # A = -1: max(0.5, 0.8) = 0.8. Token mean: (3 * -1 + 0.8) / 4.
-  old = jnp.full((2, 4), LOGP + math.log(2.0))
-  loss, m = rl.make_policy_loss(apply_fn)(PARAMS, _batch(old_logprobs=old))
-  tol.assert_close(loss, (-3.0 + 0.8) / 4, tol.FEW_OPS)
-  assert float(m['clip_fraction']) == 0.25  # 1 of 4 tokens: exact
-
-
-@pytest.mark.parametrize(
-  'estimator,kl',
-  [('k1', 0.1), ('k2', 0.005), ('k3', math.expm1(-0.1) + 0.1)],
-)
-def test_kl_term(estimator, kl):
-  ref = jnp.full((2, 4), LOGP - 0.1)  # log ratio 0.1
-  config = rl.PolicyLossConfig(beta=0.5, kl_estimator=estimator)
-  loss, m = rl.make_policy_loss(apply_fn, config)(
-    PARAMS, _batch(ref_logprobs=ref)
-  )
-  # The log ratio is a difference of log-probs of size log 4 and k3 cancels
-  # exp(-0.1) against 1: absolute errors of terms of size 1 (the default
-  # scale), on KLs of size 0.005 to 0.1.
-  tol.assert_close(m['kl'], kl, tol.FEW_OPS)
-  tol.assert_close(loss, -1.25 + 0.5 * kl, tol.FEW_OPS)
-  tol.assert_close(m['pg_loss'], -1.25, tol.FEW_OPS)
-
-
-def test_entropy_bonus():
-  config = rl.PolicyLossConfig(entropy_coef=0.1)
-  loss, _ = rl.make_policy_loss(apply_fn, config)(PARAMS, _batch())
-  tol.assert_close(loss, -1.25 - 0.1 * math.log(VOCAB), tol.FEW_OPS)
 
 
 def test_gradient_matches_reinforce_and_improves_policy():
@@ -227,7 +175,66 @@ def test_grpo_step_on_nnx_model_with_optim():
   after = seq_logprob(new)
   # Rewarded completions (rows 0 and 3) gain log-prob, the others lose it.
   np.testing.assert_array_equal(np.sign(after - before), [1.0, -1.0, -1.0, 1.0])
-  np.testing.assert_array_equal(
-    new['embed']['embedding'][...], params['embed']['embedding'][...]
+  # The frozen embedding is bit-identical.
+  chex.assert_trees_all_equal(new['embed'], params['embed'])
+  chex.assert_tree_all_finite(metrics)
+
+
+class PolicyLossVariantsTest(chex.TestCase):
+  """Hand-computed cases under jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(
+    ('token-mean', -(3 * 2.0 - 1.0) / 4),
+    ('seq-mean-token-mean', -(2.0 - 1.0) / 2),
+    ('seq-mean-token-sum', -(6.0 - 1.0) / 2),
+    ('dr_grpo', -(6.0 - 1.0) / (2 * 4)),
   )
-  assert np.isfinite(float(metrics['loss']))
+  def test_on_policy_loss_is_minus_aggregated_advantage(self, mode, expected):
+    loss_fn = self.variant(
+      rl.make_policy_loss(apply_fn, {'loss_agg_mode': mode})
+    )
+    loss, metrics = loss_fn(PARAMS, _batch())
+    chex.assert_shape(loss, ())
+    # Uniform logits: log_softmax and exp of logp - logp, a few float32 ops.
+    tol.assert_close(loss, expected, tol.FEW_OPS)
+    tol.assert_close(metrics['ratio_mean'], 1.0, tol.FEW_OPS)
+    assert float(metrics['clip_fraction']) == 0.0  # no token clipped: exact
+    tol.assert_close(metrics['entropy'], math.log(VOCAB), tol.FEW_OPS)
+    assert metrics['num_tokens'] == 4
+    assert 'kl' not in metrics
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(
+    ('k1', 0.1), ('k2', 0.005), ('k3', math.expm1(-0.1) + 0.1)
+  )
+  def test_kl_term(self, estimator, kl):
+    ref = jnp.full((2, 4), LOGP - 0.1)  # log ratio 0.1
+    config = rl.PolicyLossConfig(beta=0.5, kl_estimator=estimator)
+    loss, m = self.variant(rl.make_policy_loss(apply_fn, config))(
+      PARAMS, _batch(ref_logprobs=ref)
+    )
+    # The log ratio is a difference of log-probs of size log 4 and k3 cancels
+    # exp(-0.1) against 1: absolute errors of terms of size 1 (the default
+    # scale), on KLs of size 0.005 to 0.1.
+    tol.assert_close(m['kl'], kl, tol.FEW_OPS)
+    tol.assert_close(loss, -1.25 + 0.5 * kl, tol.FEW_OPS)
+    tol.assert_close(m['pg_loss'], -1.25, tol.FEW_OPS)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_old_logprobs_ratio_half(self):
+    # old = logp + log 2 -> ratio 0.5 everywhere. A = 2: max(-1, -1.6) = -1;
+    # A = -1: max(0.5, 0.8) = 0.8. Token mean: (3 * -1 + 0.8) / 4.
+    old = jnp.full((2, 4), LOGP + math.log(2.0))
+    loss_fn = self.variant(rl.make_policy_loss(apply_fn))
+    loss, m = loss_fn(PARAMS, _batch(old_logprobs=old))
+    tol.assert_close(loss, (-3.0 + 0.8) / 4, tol.FEW_OPS)
+    assert float(m['clip_fraction']) == 0.25  # 1 of 4 tokens: exact
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_entropy_bonus(self):
+    config = rl.PolicyLossConfig(entropy_coef=0.1)
+    loss, _ = self.variant(rl.make_policy_loss(apply_fn, config))(
+      PARAMS, _batch()
+    )
+    tol.assert_close(loss, -1.25 - 0.1 * math.log(VOCAB), tol.FEW_OPS)
