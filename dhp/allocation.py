@@ -28,7 +28,7 @@ def _masked_table(table, min_cp, allowed):
   d = np.arange(t.shape[1])
   t[d[None, :] < np.asarray(min_cp)[:, None]] = np.inf
   if allowed is not None:
-    t[:, ~np.asarray(allowed, bool)] = np.inf
+    t[:, ~np.asarray(allowed, bool)[: t.shape[1]]] = np.inf
   t[:, 0] = np.inf
   return t
 
@@ -164,6 +164,10 @@ def allocate(
     cells = len(table) * (num_devices + 1) ** 2
     method = 'dp' if cells <= _DP_MAX_CELLS and not node_bound else 'threshold'
   if method == 'dp':
+    table = np.asarray(table)
+    if table.shape[1] < num_devices + 1:  # degrees past the width: unusable
+      pad = np.full((len(table), num_devices + 1 - table.shape[1]), np.inf)
+      table = np.concatenate([table, pad], axis=1)
     return allocate_dp(table, min_cp, num_devices, allowed)
   if method == 'threshold':
     return allocate_threshold(

@@ -186,6 +186,23 @@ class CostModel:
       comm_t = comm_t + steps * self.ring_step_ms
     return compute + comm_t
 
+  def compute_sum(self, lengths, degrees):
+    """sum_i of the compute term at each degree (a lower bound on
+    sum_i t_i(d): communication is >= 0), from the moments of the lengths.
+
+    Args:
+      lengths: [B] tokens.
+      degrees: int [D] degrees (>= 1).
+
+    Returns:
+      float64 [D].
+    """
+    length = np.asarray(lengths, np.float64)
+    d = np.asarray(degrees, np.float64)
+    s1, s2 = length.sum(), (length**2).sum()
+    scaled = (self.a1 * s2 + self.a2 * s1) / d
+    return scaled + self.eff_half * (self.a1 * s1 + self.a2 * len(length))
+
   def group_time(self, lengths, degree, comm=RING, crosses_node=None):
     """T(G, d) in ms of one group (all its sequences) on ``degree`` devices."""
     lengths = np.asarray(lengths)

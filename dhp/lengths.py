@@ -10,6 +10,7 @@ Every generator returns an int64 array [B] of lengths in tokens, drawn from a
   256 tokens), as in InternVL/Qwen-VL style batches.
 * ``uniform``: near-uniform lengths (mean +- spread), MSRVTT-like.
 * ``bimodal``: mostly short samples plus a fraction of very long ones.
+* ``pareto``: heavy power-law tail (Pareto, shape 1.1 by default).
 """
 
 from __future__ import annotations
@@ -97,11 +98,21 @@ def bimodal(
   return _finish(x, min_len, max_len)
 
 
+def pareto(batch_size, seed, shape=1.1, scale=1024, min_len=64, max_len=131072):
+  """Power-law lengths scale * (1 + Pareto(shape)): a heavier tail. [B]."""
+  _check(batch_size, min_len, max_len)
+  if not shape > 0 or not scale > 0:
+    raise ValueError(f'shape={shape}, scale={scale}: both must be > 0.')
+  rng = np.random.default_rng(seed)
+  return _finish(scale * (1.0 + rng.pareto(shape, batch_size)), min_len, max_len)
+
+
 GENERATORS = {
   'long_tail': long_tail,
   'multimodal': multimodal,
   'uniform': uniform,
   'bimodal': bimodal,
+  'pareto': pareto,
 }
 
 

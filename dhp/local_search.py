@@ -1,16 +1,30 @@
-"""Local search after packing + allocation: group splits and LPT rebalancing.
+"""Local search on a grouping: move, merge and split moves, and LPT passes.
 
-BFD packs by memory only, so a long sequence can share its bin with short
-ones that lengthen the critical path, and the allocation can only change
-degrees. Two moves fix that, each kept only when the exact re-allocation
-lowers the makespan:
+BFD packs by memory only and the allocation can only change degrees, so the
+groups themselves need moves. At the current makespan M* every group k
+needs ``need_k(M)`` ranks to finish by M (the fewest allowed degrees >= its
+memory minimum with T_k(d) <= M); the makespan can drop below M* iff some
+regrouping brings sum_k need_k(M* - eps) down to N. Each move changes one or
+two groups, so its effect on that sum is computed from those groups' rows
+alone, vectorised over all targets:
 
-* ``refine_groups``: split the critical-path group (its longest sequence
-  alone, or LPT halves by work).
-* ``rebalance``: keep the degrees, re-assign every sequence by LPT to the
-  group that finishes it earliest, re-solve the degrees.
+* **move**: a sequence of the critical group into any other group (which
+  may need more ranks to absorb it: the grow-degree move) or into a new
+  group of its own;
+* **merge**: the critical group with any other group, or two other groups
+  (freeing ranks for the critical one);
+* **split**: the critical group into its longest sequence and the rest, or
+  into LPT halves by work.
 
-``improve`` runs the first, then up to two passes of the second.
+The move leaving the most ranks spare is applied and the exact allocation
+re-solved (node-aware where nodes matter); it is kept iff the makespan
+drops, else the next few are tried. ``rebalance`` then re-assigns every
+sequence by LPT to the chosen degrees, kept when it helps.
+
+Work bound per call: at most ``max_moves`` (default 2B + 8) accepted moves;
+each scores O((s + K + P) K_w W) table cells (s sequences of the critical
+group, K groups, P <= ``MAX_PAIR_GROUPS``^2 / 2 pairs, W the table width)
+and runs at most ``TRIES`` exact allocations of O(K W log(K W)).
 """
 
 from __future__ import annotations
@@ -19,91 +33,237 @@ import math
 
 import numpy as np
 
-from dhp import allocation
+from dhp import packing
 from dhp import plan_types as pt
 
-
-def _part_min(problem: pt.RoundProblem, ids):
-  """Fewest ranks for the sequences ``ids`` as one group (memory bound)."""
-  lengths, m = problem.lengths, problem.min_deg
-  need = max(
-    int(m[ids].max()), -(-int(lengths[ids].sum()) // int(problem.capacity))
-  )
-  if problem.power_of_two:
-    need = 1 << (need - 1).bit_length()
-  return need
+TRIES = 4  # exact allocations tried per step before stopping
+MAX_PAIR_GROUPS = 24  # pair merges among at most this many fastest groups
+MAX_MOVERS = 16  # sequences of the critical group tried as movers
+SMALL_ROUND = 32  # up to this many sequences: every sequence moves, swaps
+_REL = 1e-12
 
 
-def _candidate_splits(ids, work):
-  """Two ways to split a group: its longest sequence alone, and LPT halves."""
-  order = ids[np.argsort(-work[ids], kind='stable')]
-  yield order[:1], order[1:]
-  halves: list[list[int]] = [[], []]
-  loads = [0.0, 0.0]
-  for i in order.tolist():
-    h = 0 if loads[0] <= loads[1] else 1
-    halves[h].append(i)
-    loads[h] += work[i]
-  if len(halves[0]) > 1 and halves[1]:
-    yield np.array(halves[0]), np.array(halves[1])
+def _need(problem, rows, mins, m):
+  """Fewest usable ranks per row with T <= m; N + 1 when none. int [R]."""
+  cols = rows.shape[1]
+  d = np.arange(cols)
+  ok = (d[None, :] >= np.asarray(mins)[:, None]) & problem.usable(cols)[None]
+  pm = np.minimum.accumulate(np.where(ok, rows, np.inf), axis=1)
+  count = (pm > m).sum(axis=1)
+  return np.where(count >= cols, problem.num_devices + 1, count)
 
 
-def refine_groups(
-  problem: pt.RoundProblem, sol: pt.Grouping, max_splits=None
+def _mins(problem, tokens, seq_min):
+  """Group minimum degree from its tokens and largest m_i. int [R]."""
+  need = np.maximum(-(-np.asarray(tokens) // int(problem.capacity)), seq_min)
+  return pt.round_up_pow2(np.maximum(need, 1), problem.power_of_two)
+
+
+def _scored_moves(problem: pt.RoundProblem, sol: pt.Grouping):
+  """Candidate regroupings with the total ranks they need at M* - eps.
+
+  Returns:
+    list of (total ranks, new bins [B]) with total <= N, best first.
+  """
+  with np.errstate(invalid='ignore'):  # column 0: inf - inf, masked
+    return _scored_moves_inner(problem, sol)
+
+
+def _scored_moves_inner(problem, sol):
+  bins, bin_min, table, degrees, makespan = sol
+  lengths, per, beta = problem.lengths, problem.per, problem.cost.beta
+  n, k = problem.num_devices, len(bin_min)
+  m = makespan * (1 - _REL)
+  tokens = np.bincount(bins, lengths, minlength=k).astype(np.int64)
+  seq_min = np.zeros(k, np.int64)
+  np.maximum.at(seq_min, bins, problem.min_deg)
+  need = _need(problem, table, bin_min, m)
+  total = int(need.sum())
+  times = table[np.arange(k), degrees]
+  g = int(np.argmax(times))
+  ids = np.nonzero(bins == g)[0]
+  ids = ids[np.argsort(-per[ids, degrees[g]], kind='stable')]
+  out = []
+
+  def add(totals, make):
+    for j in np.nonzero(totals <= n)[0].tolist():
+      out.append((int(totals[j]), make(j)))
+
+  others = np.delete(np.arange(k), g)
+  base = total - int(need[g])
+  # Moves: a sequence into another group h, or into a new group. Movers:
+  # the critical group's sequences; in small rounds every sequence.
+  movers = ids[:MAX_MOVERS].tolist()
+  if len(lengths) <= SMALL_ROUND:
+    movers += np.nonzero(bins != g)[0].tolist()
+  for i in movers:
+    gi = int(bins[i])
+    rest = np.nonzero(bins == gi)[0]
+    rest = rest[rest != i]
+    if len(rest):
+      rest_need = _need(
+        problem,
+        (table[gi] - per[i])[None],
+        _mins(problem, [tokens[gi] - lengths[i]], [problem.min_deg[rest].max()]),
+        m,
+      )[0]
+    else:
+      rest_need = 0
+    dest = np.delete(np.arange(k), gi)
+    rows = np.concatenate([table[dest] + per[i], (per[i] + beta)[None]], axis=0)
+    mins = _mins(
+      problem,
+      np.append(tokens[dest] + lengths[i], lengths[i]),
+      np.maximum(np.append(seq_min[dest], 0), problem.min_deg[i]),
+    )
+    new_need = _need(problem, rows, mins, m)
+    old_need = np.append(need[dest], 0)
+    totals = total - int(need[gi]) + rest_need + new_need - old_need
+
+    def make(j, i=i, dest=dest):
+      new = bins.copy()
+      new[i] = dest[j] if j < len(dest) else k
+      return new
+
+    add(totals, make)
+  # Swaps: a sequence of g with one of another group (small rounds).
+  if len(lengths) <= SMALL_ROUND:
+    outside = np.nonzero(bins != g)[0]
+    for i in ids[:MAX_MOVERS].tolist():
+      if not len(outside):
+        break
+      h = bins[outside]
+      rows_g = table[g][None] - per[i] + per[outside]  # [J, W + 1]
+      rows_h = table[h] - per[outside] + per[i]
+      tok_g = tokens[g] - lengths[i] + lengths[outside]
+      tok_h = tokens[h] - lengths[outside] + lengths[i]
+      # Largest m of each side after the swap (m is non-decreasing in L,
+      # so the largest m among lengths kept is read off a sorted scan).
+      mg = np.array(
+        [
+          problem.min_deg[np.append(ids[ids != i], j)].max()
+          for j in outside.tolist()
+        ]
+      )
+      mh = np.array(
+        [
+          problem.min_deg[
+            np.append(np.nonzero((bins == bins[j]) & (np.arange(len(bins)) != j))[0], i)
+          ].max()
+          for j in outside.tolist()
+        ]
+      )
+      totals = (
+        total
+        - int(need[g])
+        - need[h]
+        + _need(problem, rows_g, _mins(problem, tok_g, mg), m)
+        + _need(problem, rows_h, _mins(problem, tok_h, mh), m)
+      )
+
+      def swap(j, i=i, outside=outside):
+        new = bins.copy()
+        new[i], new[outside[j]] = new[outside[j]], new[i]
+        return new
+
+      add(totals, swap)
+  # Merges: g with any other group, and pairs of other groups.
+  if len(others):
+    rows = table[others] + table[g] - beta
+    mins = _mins(
+      problem, tokens[others] + tokens[g], np.maximum(seq_min[others], seq_min[g])
+    )
+    totals = base - need[others] + _need(problem, rows, mins, m)
+
+    def merge_g(j):
+      new = bins.copy()
+      new[new == g] = others[j]
+      return new
+
+    add(totals, merge_g)
+  pool = others[np.argsort(times[others], kind='stable')][:MAX_PAIR_GROUPS]
+  if len(pool) >= 2:
+    a, b = np.triu_indices(len(pool), 1)
+    a, b = pool[a], pool[b]
+    rows = table[a] + table[b] - beta
+    mins = _mins(problem, tokens[a] + tokens[b], np.maximum(seq_min[a], seq_min[b]))
+    totals = total - need[a] - need[b] + _need(problem, rows, mins, m)
+
+    def merge_pair(j):
+      new = bins.copy()
+      new[new == b[j]] = a[j]
+      return new
+
+    add(totals, merge_pair)
+  # Splits of g: LPT halves by work, and every split of its sequences
+  # sorted by length into the j shortest and the rest (the longest alone is
+  # one of them; under tight memory these are the splits that fit).
+  if len(ids) >= 2:
+    work = per[ids, degrees[g]]
+    splits = []
+    halves, loads = [[], []], [0.0, 0.0]
+    for i, w in zip(ids.tolist(), work.tolist(), strict=True):
+      h = 0 if loads[0] <= loads[1] else 1
+      halves[h].append(i)
+      loads[h] += w
+    if halves[1] and len(halves[0]) > 1:
+      splits.append(np.array(halves[1]))
+    by_len = ids[np.argsort(lengths[ids], kind='stable')]
+    step = max(1, (len(ids) - 1) // MAX_MOVERS)
+    splits.extend(by_len[:j] for j in range(1, len(ids), step))
+    part_a = np.zeros((len(splits), len(ids)), bool)
+    for r, moved in enumerate(splits):
+      part_a[r] = np.isin(ids, moved)
+    rows_a = part_a.astype(float) @ per[ids] + beta
+    rows_b = (~part_a).astype(float) @ per[ids] + beta
+    lens, mdeg = lengths[ids], problem.min_deg[ids]
+    mins_a = _mins(
+      problem, part_a @ lens, np.where(part_a, mdeg, 0).max(axis=1)
+    )
+    mins_b = _mins(
+      problem, (~part_a) @ lens, np.where(~part_a, mdeg, 0).max(axis=1)
+    )
+    totals = (
+      base + _need(problem, rows_a, mins_a, m) + _need(problem, rows_b, mins_b, m)
+    )
+
+    def split(j):
+      new = bins.copy()
+      new[ids[part_a[j]]] = k
+      return new
+
+    add(totals, split)
+  out.sort(key=lambda x: x[0])
+  return out
+
+
+def move_search(
+  problem: pt.RoundProblem, sol: pt.Grouping, max_moves=None
 ) -> pt.Grouping:
-  """Splits the critical-path group while that lowers the optimal makespan.
-
-  Each step tries two splits of the critical group (its longest sequence
-  alone; LPT halves by work), re-solves the allocation exactly and keeps
-  the better split if it helps.
+  """Applies improving move / merge / split moves until none helps.
 
   Args:
     problem: the round.
     sol: the current grouping.
-    max_splits: at most this many splits (default: B).
+    max_moves: at most this many accepted moves (default 2B + 8).
 
   Returns:
-    The updated grouping (``sol`` itself when no split helps).
+    A grouping whose makespan is <= ``sol``'s.
   """
-  lengths, cost = problem.lengths, problem.cost
-  bins, bin_min, table, degrees, makespan = sol
-  work = cost.a1 * lengths.astype(np.float64) ** 2 + cost.a2 * lengths
-  max_splits = len(lengths) if max_splits is None else max_splits
-  for _ in range(max_splits):
-    times = table[np.arange(len(degrees)), degrees]
-    g = int(np.argmax(times))
-    ids = np.nonzero(bins == g)[0]
-    if len(ids) < 2:
+  max_moves = 2 * len(problem.lengths) + 8 if max_moves is None else max_moves
+  tight = problem.lower_bound() * (1 + _REL)
+  for _ in range(max_moves):
+    if sol.makespan <= tight:
       break
-    best = None
-    for keep, move in _candidate_splits(ids, work):
-      new_min = np.append(bin_min, 0)
-      new_min[g] = _part_min(problem, keep)
-      new_min[-1] = _part_min(problem, move)
-      if new_min.sum() > problem.num_devices:
-        continue
-      local = np.zeros(len(ids), np.int64)
-      local[np.isin(ids, move)] = 1
-      rows = cost.time_table(
-        lengths[ids],
-        local,
-        2,
-        problem.num_devices,
-        problem.comm,
-        problem.per[ids],
-      )
-      new_table = np.concatenate([table, rows[1:]])
-      new_table[g] = rows[0]
-      result = allocation.allocate_for(problem, new_table, new_min)
-      if result is not None and result[1] < makespan * (1 - 1e-12):
-        if best is None or result[1] < best.makespan:
-          new_bins = bins.copy()
-          new_bins[move] = len(bin_min)
-          best = pt.Grouping(new_bins, new_min, new_table, *result)
-    if best is None:
+    moved = False
+    for _, new_bins in _scored_moves(problem, sol)[:TRIES]:
+      new = packing.grouping_from_bins(problem, new_bins)
+      if new is not None and new.makespan < sol.makespan * (1 - _REL):
+        sol, moved = new, True
+        break
+    if not moved:
       break
-    bins, bin_min, table, degrees, makespan = best
-  return pt.Grouping(bins, bin_min, table, degrees, makespan)
+  return sol
 
 
 def rebalance(problem: pt.RoundProblem, degrees) -> pt.Grouping | None:
@@ -122,10 +282,11 @@ def rebalance(problem: pt.RoundProblem, degrees) -> pt.Grouping | None:
     The new grouping, or None if some sequence finds no group.
   """
   lengths, m, capacity = problem.lengths, problem.min_deg, problem.capacity
+  degrees = np.asarray(degrees, np.int64)
   k = len(degrees)
-  per = problem.per[:, np.asarray(degrees) - 1]  # [B, K]
+  per = problem.per[:, degrees]  # [B, K]
   loads = np.full(k, float(problem.cost.beta))
-  room = np.asarray(degrees) * float(capacity)
+  room = degrees * float(capacity)
   new_bins = np.empty(len(lengths), np.int64)
   order = np.argsort(-per.min(axis=1), kind='stable').tolist()
   if k <= 64:  # few groups: plain Python beats per-sequence NumPy calls
@@ -153,29 +314,19 @@ def rebalance(problem: pt.RoundProblem, degrees) -> pt.Grouping | None:
       new_bins[i] = g
       loads[g] = finish[g]
       room[g] -= lengths[i]
-  used = np.unique(new_bins)
-  new_bins = np.searchsorted(used, new_bins)
-  num_bins = len(used)
-  tokens = np.bincount(new_bins, lengths, minlength=num_bins)
-  seq_min = np.zeros(num_bins, np.int64)
-  np.maximum.at(seq_min, new_bins, m)
-  bin_min = np.maximum(np.ceil(tokens / capacity).astype(np.int64), seq_min)
-  bin_min = pt.round_up_pow2(bin_min, problem.power_of_two)
-  table = problem.cost.time_table(
-    lengths, new_bins, num_bins, problem.num_devices, problem.comm, problem.per
-  )
-  result = allocation.allocate_for(problem, table, bin_min)
-  if result is None:
-    return None
-  return pt.Grouping(new_bins, bin_min, table, *result)
+  return packing.grouping_from_bins(problem, new_bins)
 
 
-def improve(problem: pt.RoundProblem, sol: pt.Grouping) -> pt.Grouping:
-  """``refine_groups``, then up to two ``rebalance`` passes that help."""
-  sol = refine_groups(problem, sol)
-  for _ in range(2):
+def improve(problem: pt.RoundProblem, sol: pt.Grouping, rounds=2):
+  """``move_search``, then an LPT ``rebalance``; repeated while it helps.
+
+  Returns:
+    A grouping whose makespan is <= ``sol``'s.
+  """
+  for _ in range(rounds):
+    sol = move_search(problem, sol)
     new = rebalance(problem, sol.degrees)
-    if new is None or new.makespan >= sol.makespan * (1 - 1e-12):
+    if new is None or new.makespan >= sol.makespan * (1 - _REL):
       break
     sol = new
   return sol

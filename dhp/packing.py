@@ -53,6 +53,57 @@ def bfd_pack(lengths, min_deg, capacity):
   return bins, np.array(bin_min_cp, np.int64)
 
 
+def group_tables(problem: pt.RoundProblem, bins, num_bins):
+  """Times, token counts and minimum degrees of the groups ``bins`` define.
+
+  Args:
+    problem: the round.
+    bins: int [B] group of each sequence, every group in [0, K) non-empty.
+    num_bins: K.
+
+  Returns:
+    (table float64 [K, W + 1] T_k(d) with column 0 +inf, tokens int64 [K],
+    bin_min int64 [K] = max(max m_i, ceil(tokens / C)), 2^k if asked).
+  """
+  bins = np.asarray(bins, np.int64)
+  order = np.argsort(bins, kind='stable')
+  starts = np.searchsorted(bins[order], np.arange(num_bins))
+  if np.any(np.diff(np.append(starts, len(bins))) == 0):
+    raise ValueError('group_tables: every group must hold >= 1 sequence.')
+  table = np.add.reduceat(problem.per[order], starts, axis=0)
+  table[:, 1:] += problem.cost.beta
+  tokens = np.add.reduceat(problem.lengths[order], starts)
+  bin_min = np.maximum(
+    -(-tokens // int(problem.capacity)),
+    np.maximum.reduceat(problem.min_deg[order], starts),
+  )
+  return table, tokens, pt.round_up_pow2(bin_min, problem.power_of_two)
+
+
+def grouping_from_bins(problem: pt.RoundProblem, bins) -> pt.Grouping | None:
+  """The exact degree allocation of the groups ``bins`` define.
+
+  Group ids are renumbered 0..K-1 in order of first use.
+
+  Returns:
+    The allocated grouping, or None when no allocation fits N ranks.
+  """
+  bins = np.asarray(bins, np.int64)
+  _, first, inverse = np.unique(bins, return_index=True, return_inverse=True)
+  rank = np.empty(len(first), np.int64)
+  rank[np.argsort(first, kind='stable')] = np.arange(len(first))
+  bins = rank[inverse.reshape(-1)]
+  num_bins = len(first)
+  table, _, bin_min = group_tables(problem, bins, num_bins)
+  if bin_min.sum() > problem.num_devices or bin_min.max() > problem.width:
+    return None
+  result = allocation.allocate_for(problem, table, bin_min)
+  if result is None:
+    return None
+  degrees, makespan = result
+  return pt.Grouping(bins, bin_min, table, degrees, makespan)
+
+
 def solve_packing(
   problem: pt.RoundProblem, pack_capacity: int
 ) -> pt.Grouping | None:
@@ -67,29 +118,10 @@ def solve_packing(
   Returns:
     The allocated grouping, or None when the groups need more than N ranks.
   """
-  lengths, m, capacity = problem.lengths, problem.min_deg, problem.capacity
+  lengths = problem.lengths
   if pack_capacity == 0:
     bins = np.arange(len(lengths))
   else:
     m_pack = np.maximum(1, -(-lengths // int(pack_capacity)))
     bins, _ = bfd_pack(lengths, m_pack, pack_capacity)
-  num_bins = int(bins.max()) + 1
-  tokens = np.bincount(bins, lengths, minlength=num_bins)
-  bin_min = np.maximum(
-    np.ceil(tokens / capacity).astype(np.int64),
-    np.maximum.reduceat(
-      m[np.argsort(bins, kind='stable')],
-      np.searchsorted(np.sort(bins), np.arange(num_bins)),
-    ),
-  )
-  bin_min = pt.round_up_pow2(bin_min, problem.power_of_two)
-  if bin_min.sum() > problem.num_devices:
-    return None
-  table = problem.cost.time_table(
-    lengths, bins, num_bins, problem.num_devices, problem.comm, problem.per
-  )
-  result = allocation.allocate_for(problem, table, bin_min)
-  if result is None:
-    return None
-  degrees, makespan = result
-  return pt.Grouping(bins, bin_min, table, degrees, makespan)
+  return grouping_from_bins(problem, bins)

@@ -106,6 +106,13 @@ class Grouping(NamedTuple):
 class RoundProblem:
   """One round to plan; the fixed inputs of every planner step.
 
+  The per-sequence and per-group tables cover degrees 1..``width`` only
+  (``table_width``): beyond the last degree at which a sequence still gets
+  faster than at every smaller degree, no group of it gets faster either
+  (every term of T grows with the lengths, so that degree grows with L and
+  is taken on a log-spaced grid of lengths up to the longest). Degrees above
+  ``width`` are evaluated on demand (static and one-group candidates).
+
   Attributes:
     lengths: int64 [B] tokens per sequence.
     min_deg: int64 [B], m_i = ceil(L_i / C) (2^k with ``power_of_two``).
@@ -113,8 +120,9 @@ class RoundProblem:
     capacity: C tokens per rank.
     cost: the cost model.
     comm: 'ring' or 'ulysses'.
-    per: float64 [B, N] per-sequence times at degrees 1..N
-      (``cost.degree_table``).
+    width: W, the widest degree in the tables (min_deg.max() <= W <= N).
+    per: float64 [B, W + 1] per-sequence times at degrees 0..W (column 0
+      is +inf), without beta.
     allowed: bool [N + 1] of usable degrees, or None for all.
     method: allocation solver, see ``allocation.allocate``.
     power_of_two: degrees are restricted to powers of two.
@@ -126,6 +134,7 @@ class RoundProblem:
   capacity: float
   cost: cm.CostModel
   comm: str
+  width: int
   per: np.ndarray
   allowed: np.ndarray | None
   method: str
@@ -151,7 +160,10 @@ class RoundProblem:
     if power_of_two:
       allowed = np.zeros(num_devices + 1, bool)
       allowed[2 ** np.arange(int(np.log2(num_devices)) + 1)] = True
-    per = cost.degree_table(lengths, num_devices, comm)  # [B, N]
+    width = table_width(lengths, num_devices, cost, comm, int(m.max()))
+    per = np.empty((len(lengths), width + 1))
+    per[:, 0] = np.inf
+    per[:, 1:] = cost.degree_table(lengths, width, comm)
     return cls(
       lengths=lengths,
       min_deg=m,
@@ -159,21 +171,63 @@ class RoundProblem:
       capacity=capacity,
       cost=cost,
       comm=comm,
+      width=width,
       per=per,
       allowed=allowed,
       method=method,
       power_of_two=power_of_two,
     )
 
-  def lower_bound(self) -> float:
-    """No plan beats the slowest sequence alone on its best allowed degree."""
-    usable = (
-      np.arange(1, self.num_devices + 1)[None, :] >= self.min_deg[:, None]
-    )
+  def usable(self, num_cols=None) -> np.ndarray:
+    """bool [W + 1]: degrees 1..W that ``allowed`` permits."""
+    cols = self.width + 1 if num_cols is None else num_cols
+    ok = np.ones(cols, bool)
+    ok[0] = False
     if self.allowed is not None:
-      usable &= np.asarray(self.allowed, bool)[None, 1:]
-    slowest = np.where(usable, self.per, np.inf).min(axis=1).max()
-    return float(slowest) + self.cost.beta
+      ok &= np.asarray(self.allowed, bool)[:cols]
+    return ok
+
+  def lower_bound(self) -> float:
+    """No plan beats the slowest sequence alone on its best allowed degree.
+
+    Every term of T grows with L, so that is the longest sequence; its row
+    is evaluated at every degree up to N (not only the table's width).
+    """
+    longest = int(np.argmax(self.lengths))
+    d = np.arange(int(self.min_deg[longest]), self.num_devices + 1)
+    if self.allowed is not None:
+      d = d[np.asarray(self.allowed, bool)[d]]
+    t = self.cost.sequence_times(
+      float(self.lengths[longest]), d, self.comm
+    )
+    return float(t.min()) + self.cost.beta
+
+
+DENSE_WIDTH = 64  # up to this many devices the tables cover every degree
+_WIDTH_GRID = 16  # lengths sampled (log-spaced) to find the table width
+
+
+def table_width(lengths, num_devices, cost: cm.CostModel, comm, min_width=1):
+  """W: the last degree at which some sequence still beats all smaller ones.
+
+  N itself for N <= ``DENSE_WIDTH``. Otherwise the last prefix-minimum
+  record of t(L, d) over d = 1..N, for ``_WIDTH_GRID`` log-spaced lengths
+  from the shortest to the longest, and at least ``min_width``.
+  """
+  if num_devices <= DENSE_WIDTH:
+    return int(num_devices)
+  lengths = np.asarray(lengths, np.float64)
+  grid = np.unique(
+    np.geomspace(lengths.min(), lengths.max(), _WIDTH_GRID).round()
+  )
+  d = np.arange(1, num_devices + 1)
+  t = cost.sequence_times(grid[:, None], d[None, :], comm)  # [G, N]
+  best_so_far = np.minimum.accumulate(t, axis=1)
+  record = np.zeros_like(t, bool)
+  record[:, 0] = True
+  record[:, 1:] = t[:, 1:] < best_so_far[:, :-1]
+  last = int(np.nonzero(record.any(axis=0))[0].max()) + 1
+  return int(min(num_devices, max(last, min_width)))
 
 
 def check_inputs(lengths, num_devices, capacity) -> np.ndarray:

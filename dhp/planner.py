@@ -38,6 +38,127 @@ from dhp import placement
 from dhp import plan_types as pt
 
 
+def _lpt_bins(problem: pt.RoundProblem, times, groups, degree):
+  """LPT of every sequence into ``groups`` groups of ``degree`` ranks.
+
+  Args:
+    times: float64 [B] each sequence's time at ``degree``.
+
+  Returns:
+    bins [B] int64, or None when a sequence does not fit (memory).
+  """
+  lengths = problem.lengths
+  if problem.min_deg.max() > degree:
+    return None
+  room = degree * int(problem.capacity)
+  loads = [0.0] * groups
+  tokens = [0] * groups
+  bins = np.empty(len(lengths), np.int64)
+  heap = [(0.0, g) for g in range(groups)]
+  lens, ts = lengths.tolist(), times.tolist()
+  for i in np.argsort(-times, kind='stable').tolist():
+    # Least-loaded group with token room (the heap top almost always fits).
+    skipped = []
+    while heap:
+      load, g = heapq.heappop(heap)
+      if tokens[g] + lens[i] <= room:
+        break
+      skipped.append((load, g))
+    else:
+      return None
+    bins[i] = g
+    loads[g] = load + ts[i]
+    tokens[g] += lens[i]
+    heapq.heappush(heap, (loads[g], g))
+    for item in skipped:
+      heapq.heappush(heap, item)
+  return bins
+
+
+def static_candidates(problem: pt.RoundProblem, incumbent=math.inf):
+  """Static plans: every allowed uniform degree c, floor(N / c) groups, LPT.
+
+  A degree is evaluated only if its lower bound max(t_longest(c), sum_i
+  compute_i(c) / floor(N / c)) + beta is below the best makespan so far, in
+  order of that bound (so the search stays O(N) when DHP's plan is near
+  the single-sequence bound).
+
+  Returns:
+    list of (makespan, bins [B], degree c) for the static plans evaluated.
+  """
+  n, cost = problem.num_devices, problem.cost
+  c = np.arange(1, n + 1)
+  c = c[c >= problem.min_deg.max()]
+  if problem.allowed is not None:
+    c = c[np.asarray(problem.allowed, bool)[c]]
+  if c.size == 0:
+    return []
+  longest = float(problem.lengths.max())
+  bound = np.maximum(
+    cost.sequence_times(longest, c, problem.comm),
+    cost.compute_sum(problem.lengths, c) / (n // c),
+  )
+  bound = bound + cost.beta
+  out = []
+  best = incumbent
+  for j in np.argsort(bound, kind='stable').tolist():
+    if bound[j] >= best * (1 - 1e-12):
+      break
+    degree = int(c[j])
+    if degree <= problem.width:
+      times = problem.per[:, degree]
+    else:
+      times = cost.sequence_times(problem.lengths, degree, problem.comm)
+    bins = _lpt_bins(problem, times, n // degree, degree)
+    if bins is None:
+      continue
+    makespan = float(
+      np.bincount(bins, times, minlength=n // degree).max() + cost.beta
+    )
+    out.append((makespan, bins, degree))
+    best = min(best, makespan)
+  return out
+
+
+def token_balanced(problem: pt.RoundProblem, max_counts=8):
+  """Memory-frugal groupings: LPT by tokens into k groups.
+
+  Under tight memory a group's rank minimum ceil(tokens / C) dominates and
+  groups of balanced tokens waste the least of it. k runs over 2..min(B, N)
+  (at most ``max_counts`` values, log-spaced), and only when the round fills
+  more than half of the N C tokens.
+
+  Returns:
+    list of bins [B].
+  """
+  lengths, n = problem.lengths, problem.num_devices
+  if lengths.sum() <= 0.5 * n * problem.capacity:
+    return []
+  top = min(len(lengths), n)
+  counts = np.unique(np.geomspace(2, max(top, 2), max_counts).round().astype(int))
+  counts = counts[(counts >= 2) & (counts <= top)]
+  out = []
+  order = np.argsort(-lengths, kind='stable').tolist()
+  lens = lengths.tolist()
+  for k in counts.tolist():
+    heap = [(0, g) for g in range(k)]
+    bins = np.empty(len(lengths), np.int64)
+    for i in order:
+      load, g = heapq.heappop(heap)
+      bins[i] = g
+      heapq.heappush(heap, (load + lens[i], g))
+    out.append(bins)
+  return out
+
+
+def _dedupe_key(bins):
+  """The partition ``bins`` defines, independent of group labels."""
+  _, first, inverse = np.unique(bins, return_index=True, return_inverse=True)
+  rank = np.empty(len(first), np.int64)
+  rank[np.argsort(first, kind='stable')] = np.arange(len(first))
+  return rank[inverse.reshape(-1)].tobytes()
+
+
 def plan_round(
   lengths,
   num_devices,
@@ -49,7 +170,24 @@ def plan_round(
   refine=True,
   pack_scales=(0.0, 0.5, 1.0, 2.0),
 ) -> pt.RoundPlan | None:
-  """DHP for one micro-batch: min degrees, BFD, DP, leftover, placement.
+  """DHP for one micro-batch: candidates, local search, leftover, placement.
+
+  Candidates (each allocated exactly):
+
+  * BFD packings at bin scales ``pack_scales`` (``packing.solve_packing``);
+  * the static plans: every allowed uniform degree c, floor(N / c) groups by
+    LPT (``static_candidates``, pruned by a lower bound);
+  * the one-group plan: every sequence in one group (its best degree, or
+    N ranks), which exists iff sum L <= N C, so the planner finds a plan
+    whenever one exists; when sum L > N C no plan exists (the groups'
+    memory d_k C sums to at most N C).
+
+  With ``refine``, every distinct candidate grouping is improved by
+  ``local_search.improve`` (move, merge and split moves; LPT passes), and
+  the plan with the lowest makespan is kept, so it is never worse than any
+  candidate. Work per round: at most ``len(pack_scales) + N + 1``
+  candidates (static degrees only while their bound beats the incumbent),
+  each refined within ``local_search``'s bound.
 
   Args:
     lengths: [B] tokens of this round's sequences.
@@ -59,18 +197,16 @@ def plan_round(
     power_of_two: restrict degrees to powers of two (FlexSP-style baseline).
     method: allocation solver, see ``allocation.allocate``.
     comm: 'ring' (DHP) or 'ulysses'.
-    refine: split critical-path groups and rebalance after the DP
-      (``local_search.improve``).
-    pack_scales: BFD is run with bins of s * C tokens per rank for each s
-      and the plan with the lowest makespan is kept. s = 1 is the paper's
-      memory-tight packing; s < 1 makes lighter atomic groups (s = 0: every
-      sequence alone) and s > 1 heavier ones that the DP then spreads over
-      more ranks, when memory is not the binding constraint.
-      ``refine=False, pack_scales=(1.0,)`` is the paper's BFD + DP alone.
+    refine: local search and the static / one-group candidates. False with
+      ``pack_scales=(1.0,)`` is the paper's BFD + DP alone.
+    pack_scales: BFD is run with bins of s * C tokens per rank for each s.
+      s = 1 is the paper's memory-tight packing; s < 1 makes lighter atomic
+      groups (s = 0: every sequence alone) and s > 1 heavier ones.
 
   Returns:
-    RoundPlan with seq_ids indexing ``lengths``, or None when the atomic
-    groups need more than N ranks (the round must be split).
+    RoundPlan with seq_ids indexing ``lengths``, or None when no plan
+    exists (sum L > N C; with ``refine=False`` also when the BFD groups
+    need more than N ranks).
   """
   lengths = pt.check_inputs(lengths, num_devices, capacity)
   if not pack_scales or any(not 0 <= f < math.inf for f in pack_scales):
@@ -79,19 +215,63 @@ def plan_round(
     lengths, num_devices, capacity, cost, power_of_two, method, comm
   )
   tight = problem.lower_bound() * (1 + 1e-12)
-  best = None
+  groupings = []
   for f in pack_scales:
-    if best is not None and best.makespan <= tight:
-      break
     sol = packing.solve_packing(
       problem, 0 if f == 0 else max(1, int(f * capacity))
     )
-    if sol is not None and (best is None or sol.makespan < best.makespan):
-      best = sol
+    if sol is not None:
+      groupings.append(sol)
+      if sol.makespan <= tight:
+        break
+  fixed = []  # (makespan, bins, degrees): plans outside the table's width
+  if refine and min((g.makespan for g in groupings), default=math.inf) > tight:
+    one = packing.grouping_from_bins(problem, np.zeros(len(lengths), np.int64))
+    if one is not None:
+      groupings.append(one)
+    else:
+      fixed.extend(_one_group_plans(problem))
+    for bins in token_balanced(problem):
+      sol = packing.grouping_from_bins(problem, bins)
+      if sol is not None:
+        groupings.append(sol)
+    incumbent = min((g.makespan for g in groupings), default=math.inf)
+    for makespan, bins, degree in static_candidates(problem, incumbent):
+      sol = packing.grouping_from_bins(problem, bins)
+      if sol is not None:
+        groupings.append(sol)
+      else:
+        k = int(bins.max()) + 1
+        fixed.append((makespan, bins, np.full(k, degree, np.int64)))
+    seen, refined = set(), []
+    for sol in sorted(groupings, key=lambda g: g.makespan):
+      key = _dedupe_key(sol.bins)
+      if key in seen:
+        continue
+      seen.add(key)
+      sol = local_search.improve(problem, sol)
+      refined.append(sol)
+      if sol.makespan <= tight:
+        break
+    groupings = refined
+  best = min(groupings, key=lambda g: g.makespan, default=None)
+  best_fixed = min(fixed, key=lambda x: x[0], default=None)
+  if best_fixed is not None and (
+    best is None or best_fixed[0] < best.makespan
+  ):
+    makespan, bins, degrees = best_fixed
+    groups = _groups_of(bins)
+    return placement.finalize_round(
+      lengths,
+      groups,
+      degrees,
+      cost,
+      num_devices=num_devices,
+      comm=comm,
+      estimated_ms=makespan,
+    )
   if best is None:
     return None
-  if refine and best.makespan > tight:
-    best = local_search.improve(problem, best)
   degrees = allocation.assign_leftover(
     best.table,
     best.degrees,
@@ -100,18 +280,44 @@ def plan_round(
     cost.devices_per_node,
   )
   estimated = float(best.table[np.arange(len(degrees)), degrees].max())
-  assert estimated <= best.makespan * (1 + 1e-12), (estimated, best.makespan)
-  order = np.argsort(best.bins, kind='stable')
-  groups = np.split(order, np.cumsum(np.bincount(best.bins))[:-1])
+  if estimated > best.makespan * (1 + 1e-12):
+    raise RuntimeError(
+      f'assign_leftover raised the makespan from {best.makespan} to '
+      f'{estimated}; it may only lower it.'
+    )
   return placement.finalize_round(
     lengths,
-    groups,
+    _groups_of(best.bins),
     degrees,
     cost,
     num_devices=num_devices,
     comm=comm,
     estimated_ms=estimated,
   )
+
+
+def _groups_of(bins):
+  """K index arrays, one per group id 0..K-1."""
+  order = np.argsort(bins, kind='stable')
+  return np.split(order, np.cumsum(np.bincount(bins))[:-1])
+
+
+def _one_group_plans(problem: pt.RoundProblem):
+  """Every sequence in one group on N ranks (or the largest allowed degree),
+  when its memory minimum exceeds the table's width.
+
+  Returns:
+    [(makespan, bins, degrees)] or [] when it does not fit.
+  """
+  n = problem.num_devices
+  d = n
+  if problem.allowed is not None:
+    d = int(np.nonzero(np.asarray(problem.allowed, bool))[0].max())
+  if problem.lengths.sum() > d * problem.capacity:
+    return []
+  t = problem.cost.group_time(problem.lengths, d, problem.comm)
+  bins = np.zeros(len(problem.lengths), np.int64)
+  return [(t, bins, np.array([d], np.int64))]
 
 
 def split_rounds(lengths, num_rounds, cost: cm.CostModel):
