@@ -2,7 +2,10 @@
 
 All functions take token log-probs `[B, T]` of the target tokens (response
 tokens of a prompt/response pair) and a `[B, T]` mask of the tokens that
-count; they are jit- and vmap-able.
+count; they are jit- and vmap-able. The shapes are checked at the boundary
+with chex asserts (static, so free under jit): a `[T]` array or a mask of
+another shape raises `common.rl.ShapeError` (chex's `AssertionError`, also a
+`ValueError`) naming the function.
 
 * Gradient ascent (GA): minimise  -NLL(forget) = mean log p(y_f | x_f).
 * NPO (Zhang et al. 2024): minimise
@@ -22,6 +25,7 @@ padding) without leaking into the loss or its gradient.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -31,11 +35,16 @@ FORGET_LOSSES = ('gradient_ascent', 'npo')
 
 
 def _check(logp, mask, name):
-  if logp.shape != mask.shape or logp.ndim != 2:
-    raise ValueError(
-      f'{name}: log-probs {logp.shape} and mask {mask.shape} must both be '
-      '[B, T].'
-    )
+  """Shape contract (chex, static): both `[B, T]`; raises `rl.ShapeError`."""
+  msg = (
+    f'{name}: log-probs {logp.shape} and mask {mask.shape} must both be [B, T].'
+  )
+  chex.assert_rank(
+    [logp, mask], 2, custom_message=msg, exception_type=rl.ShapeError
+  )
+  chex.assert_equal_shape(
+    [logp, mask], custom_message=msg, exception_type=rl.ShapeError
+  )
 
 
 def nll(token_logp: jax.Array, mask: jax.Array) -> jax.Array:
@@ -77,11 +86,22 @@ def kl_from_logits(
   logits: jax.Array, ref_logits: jax.Array, mask: jax.Array
 ) -> jax.Array:
   """Token-mean KL(π_θ ‖ π_ref) over the vocabulary. `[B, T, V]` x2 -> `[]`."""
-  if logits.shape != ref_logits.shape or logits.shape[:2] != mask.shape:
-    raise ValueError(
-      f'kl_from_logits: logits {logits.shape}, ref {ref_logits.shape} and '
-      f'mask {mask.shape} disagree.'
-    )
+  msg = (
+    f'kl_from_logits: logits {logits.shape}, ref {ref_logits.shape} and '
+    f'mask {mask.shape} disagree (want [B, T, V], [B, T, V], [B, T]).'
+  )
+  chex.assert_rank(
+    [logits, ref_logits, mask],
+    [3, 3, 2],
+    custom_message=msg,
+    exception_type=rl.ShapeError,
+  )
+  chex.assert_equal_shape(
+    [logits, ref_logits], custom_message=msg, exception_type=rl.ShapeError
+  )
+  chex.assert_equal_shape_prefix(
+    [logits, mask], 2, custom_message=msg, exception_type=rl.ShapeError
+  )
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   ref = jax.nn.log_softmax(
     jax.lax.stop_gradient(ref_logits).astype(jnp.float32), axis=-1

@@ -1,5 +1,6 @@
 """cku.mask as an optax transformation, and the unlearning losses."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,13 +61,13 @@ def test_locked_slices_bit_identical_after_adamw_with_decay():
     mlp1 = p1['layers'][str(layer)]['mlp']
     for name in ('gate_proj', 'up_proj'):
       a, b = np.asarray(mlp0[name]['kernel']), np.asarray(mlp1[name]['kernel'])
-      np.testing.assert_array_equal(a[:, m], b[:, m])
+      chex.assert_trees_all_equal(a[:, m], b[:, m])  # locked: bit-identical
       assert np.all(a[:, ~m] != b[:, ~m])
     a, b = (
       np.asarray(mlp0['down_proj']['kernel']),
       np.asarray(mlp1['down_proj']['kernel']),
     )
-    np.testing.assert_array_equal(a[m], b[m])
+    chex.assert_trees_all_equal(a[m], b[m])
     assert np.all(a[~m] != b[~m])
   # Layer 0 (no mask) and non-MLP leaves train normally.
   for path in [('0', 'mlp', 'gate_proj'), ('1', 'attn', 'q_proj')]:
@@ -91,31 +92,6 @@ def test_train_only_selected_freezes_everything_else():
   a = np.asarray(p0['layers']['2']['mlp']['up_proj']['kernel'])
   b = np.asarray(p1['layers']['2']['mlp']['up_proj']['kernel'])
   assert np.all(a[:, :5] != b[:, :5])
-
-
-def test_nan_in_locked_gradient_is_zeroed_and_biases_masked():
-  params = {
-    'layers': {
-      '0': {
-        'mlp': {
-          'gate_proj': {'kernel': jnp.ones((D, F)), 'bias': jnp.ones((F,))},
-          'down_proj': {'kernel': jnp.ones((F, D))},
-        }
-      }
-    }
-  }
-  locked = {0: np.array([True] + [False] * (F - 1))}
-  tx = cku.mask(locked)
-  g = jax.tree.map(lambda x: x.at[0].set(jnp.nan), params)
-  g['layers']['0']['mlp']['gate_proj']['kernel'] = (
-    jnp.ones((D, F)).at[:, 0].set(jnp.nan)
-  )
-  u, _ = tx.update(g, tx.init(params))
-  mlp = u['layers']['0']['mlp']
-  np.testing.assert_array_equal(mlp['gate_proj']['kernel'][:, 0], 0.0)
-  np.testing.assert_array_equal(mlp['gate_proj']['bias'][0], 0.0)
-  np.testing.assert_array_equal(mlp['down_proj']['kernel'][0], 0.0)
-  assert np.isfinite(mlp['gate_proj']['kernel']).all()
 
 
 def test_mask_sharded_on_8_devices():
@@ -161,46 +137,6 @@ def test_mask_errors():
     cku.mask({0: np.ones(F, bool)}, targets={'mlp/gate_proj/kernel': -1}).init(
       params
     )
-
-
-def test_gradient_ascent_and_nll_hand_case():
-  logp = jnp.log(jnp.array([[0.5, 0.25, 0.9]]))
-  mask = jnp.array([[1.0, 1.0, 0.0]])
-  want = -(np.log(0.5) + np.log(0.25)) / 2
-  np.testing.assert_allclose(cku.nll(logp, mask), want, rtol=1e-6)
-  np.testing.assert_allclose(
-    cku.gradient_ascent_loss(logp, mask), -want, rtol=1e-6
-  )
-
-
-def test_npo_hand_case_and_gradient_sign():
-  logp = jnp.array([[-1.0, -2.0], [-0.5, -0.5]])
-  ref = jnp.array([[-1.5, -1.5], [-1.0, -2.0]])
-  mask = jnp.array([[1.0, 1.0], [1.0, 0.0]])
-  beta = 0.5
-  # sequence ratios: (-3) - (-3) = 0 and (-0.5) - (-1) = 0.5
-  r = np.array([0.0, 0.5])
-  want = (2 / beta) * np.mean(np.log1p(np.exp(beta * r)))
-  np.testing.assert_allclose(cku.npo_loss(logp, ref, mask, beta), want, 1e-6)
-  g = jax.grad(lambda x: cku.npo_loss(x, ref, mask, beta))(logp)
-  assert np.all(np.asarray(g)[mask > 0] > 0)  # pushes forget log-probs down
-  np.testing.assert_array_equal(np.asarray(g)[mask == 0], 0.0)
-  # NPO's gradient is bounded by GA's and vanishes as the ratio drops.
-  far = jax.grad(lambda x: cku.npo_loss(x, ref, mask, beta))(logp - 50.0)
-  assert float(jnp.max(jnp.abs(far))) < 1e-8
-  with pytest.raises(ValueError, match='beta'):
-    cku.npo_loss(logp, ref, mask, 0.0)
-
-
-def test_kl_from_logits_hand_case():
-  logits = jnp.log(jnp.array([[[0.5, 0.5]]]))
-  ref = jnp.log(jnp.array([[[0.25, 0.75]]]))
-  want = 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75)
-  np.testing.assert_allclose(
-    cku.kl_from_logits(logits, ref, jnp.ones((1, 1))), want, rtol=1e-6
-  )
-  with pytest.raises(ValueError, match='disagree'):
-    cku.kl_from_logits(logits, ref, jnp.ones((1, 2)))
 
 
 def test_unlearning_loss_combines_terms():
@@ -267,3 +203,93 @@ def test_nan_and_inf_in_padding_do_not_leak():
   logits = jnp.zeros((1, 2, 3)).at[0, 1].set(jnp.nan)
   kl = cku.kl_from_logits(logits, jnp.zeros((1, 2, 3)), jnp.array([[1, 0]]))
   np.testing.assert_allclose(kl, 0.0, atol=1e-7)
+
+
+class CKUVariantsTest(chex.TestCase):
+  """The mask and the losses under jit and without (and pmap where vmapped)."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_nan_in_locked_gradient_is_zeroed_and_biases_masked(self):
+    params = {
+      'layers': {
+        '0': {
+          'mlp': {
+            'gate_proj': {'kernel': jnp.ones((D, F)), 'bias': jnp.ones((F,))},
+            'down_proj': {'kernel': jnp.ones((F, D))},
+          }
+        }
+      }
+    }
+    locked = {0: np.array([True] + [False] * (F - 1))}
+    tx = cku.mask(locked)
+    g = jax.tree.map(lambda x: x.at[0].set(jnp.nan), params)
+    g['layers']['0']['mlp']['gate_proj']['kernel'] = (
+      jnp.ones((D, F)).at[:, 0].set(jnp.nan)
+    )
+    u, _ = self.variant(tx.update)(g, tx.init(params))
+    mlp = u['layers']['0']['mlp']
+    np.testing.assert_array_equal(mlp['gate_proj']['kernel'][:, 0], 0.0)
+    np.testing.assert_array_equal(mlp['gate_proj']['bias'][0], 0.0)
+    np.testing.assert_array_equal(mlp['down_proj']['kernel'][0], 0.0)
+    chex.assert_tree_all_finite(mlp['gate_proj']['kernel'])
+    # Unlocked slices pass through bit for bit.
+    g_gate = g['layers']['0']['mlp']['gate_proj']['kernel']
+    chex.assert_trees_all_equal(
+      mlp['gate_proj']['kernel'][:, 1:], g_gate[:, 1:]
+    )
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_gradient_ascent_and_nll_hand_case(self):
+    logp = jnp.log(jnp.array([[0.5, 0.25, 0.9]]))
+    mask = jnp.array([[1.0, 1.0, 0.0]])
+    want = -(np.log(0.5) + np.log(0.25)) / 2
+    nll = self.variant(cku.nll)
+    np.testing.assert_allclose(nll(logp, mask), want, rtol=1e-6)
+    np.testing.assert_allclose(
+      self.variant(cku.gradient_ascent_loss)(logp, mask), -want, rtol=1e-6
+    )
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_npo_hand_case_and_gradient_sign(self):
+    logp = jnp.array([[-1.0, -2.0], [-0.5, -0.5]])
+    ref = jnp.array([[-1.5, -1.5], [-1.0, -2.0]])
+    mask = jnp.array([[1.0, 1.0], [1.0, 0.0]])
+    beta = 0.5
+    # sequence ratios: (-3) - (-3) = 0 and (-0.5) - (-1) = 0.5
+    r = np.array([0.0, 0.5])
+    want = (2 / beta) * np.mean(np.log1p(np.exp(beta * r)))
+    npo = self.variant(lambda *a: cku.npo_loss(*a, beta))
+    np.testing.assert_allclose(npo(logp, ref, mask), want, 1e-6)
+    g = self.variant(jax.grad(lambda x: cku.npo_loss(x, ref, mask, beta)))(logp)
+    assert np.all(np.asarray(g)[mask > 0] > 0)  # pushes forget log-probs down
+    np.testing.assert_array_equal(np.asarray(g)[mask == 0], 0.0)
+    # NPO's gradient is bounded by GA's and vanishes as the ratio drops.
+    far = jax.grad(lambda x: cku.npo_loss(x, ref, mask, beta))(logp - 50.0)
+    assert float(jnp.max(jnp.abs(far))) < 1e-8
+    with pytest.raises(ValueError, match='beta'):
+      cku.npo_loss(logp, ref, mask, 0.0)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_kl_from_logits_hand_case(self):
+    logits = jnp.log(jnp.array([[[0.5, 0.5]]]))
+    ref = jnp.log(jnp.array([[[0.25, 0.75]]]))
+    want = 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75)
+    kl = self.variant(cku.kl_from_logits)
+    np.testing.assert_allclose(
+      kl(logits, ref, jnp.ones((1, 1))), want, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match='disagree'):
+      kl(logits, ref, jnp.ones((1, 2)))
+
+
+class CKUShapeContractTest(chex.TestCase):
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_t_input_and_mismatched_mask_raise_chex_errors(self):
+    nll = self.variant(cku.nll)
+    with self.assertRaisesRegex(AssertionError, r'\[Chex\].*nll: log-probs'):
+      nll(jnp.zeros(3), jnp.ones(3))
+    with self.assertRaisesRegex(AssertionError, r'assert_equal_shape.*\[B, T'):
+      nll(jnp.zeros((2, 3)), jnp.ones((2, 4)))
+    kl = self.variant(cku.kl_from_logits)
+    with self.assertRaisesRegex(AssertionError, 'kl_from_logits: logits'):
+      kl(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.ones((2, 3)))
