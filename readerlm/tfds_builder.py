@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 
 from common import synthetic
+from common.synthetic import tfds_builders
 from readerlm import backends
 from readerlm import pages as pages_lib
 from readerlm import pipeline
@@ -123,7 +124,7 @@ def load(
   builder = ReaderLMSynthesis(
     data_dir=os.fspath(data_dir), config=cfg, file_format='array_record'
   )
-  builder.download_and_prepare()
+  tfds_builders.prepare(builder)
   sources = builder.as_data_source()
   out = {}
   for s in SPLITS:

@@ -15,14 +15,17 @@ keep generation order (`disable_shuffling`), so a seed fixes them exactly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from common.synthetic import arithmetic
 from common.synthetic import knowledge_world as kw
@@ -30,6 +33,24 @@ from common.synthetic import traces
 
 _VERSION = tfds.core.Version('1.0.0')
 _FILE_FORMAT = 'array_record'
+
+
+def prepare(builder: tfds.core.DatasetBuilder) -> None:
+  """`builder.download_and_prepare()` without tfds' console noise.
+
+  The project's builders generate their data (nothing is downloaded), so
+  tfds' "Downloading and preparing dataset Unknown size ..." line and its
+  split / shuffle progress bars (which leave `[A` escape codes in logs) say
+  nothing true: both are suppressed. tfds' absl log lines (which folder was
+  generated) stay. Every package's tfds builder is prepared through this.
+  """
+  was_shown = tqdm_utils._active  # tfds keeps no getter for it
+  tqdm_utils.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare()
+  finally:
+    tqdm_utils.display_progress_bar(was_shown)
 
 
 @dataclasses.dataclass(eq=False)
@@ -302,7 +323,7 @@ def load(
     are lists of dicts, as in the generators.
   """
   builder = get_builder(name, data_dir, preset, **overrides)
-  builder.download_and_prepare()
+  prepare(builder)
   sources = builder.as_data_source()
   if split is not None and split not in sources:
     raise ValueError(f'{name} has no split {split!r}; has {sorted(sources)}')

@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from common.synthetic import tfds_builders
 from graph_attacks import graph as graph_lib
 
 
@@ -204,7 +205,7 @@ def load_csbm(
   builder = CSBM(
     config=config_name, data_dir=data_dir, file_format='array_record'
   )
-  builder.download_and_prepare()
+  tfds_builders.prepare(builder)
   source = builder.as_data_source(split='train')
   params = builder.builder_config.params
   n, f = params.num_nodes, params.num_features
