@@ -1,5 +1,6 @@
 """nspo.project and nspo.reproject_every as optax transformations."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from flax import nnx
 
 import nspo
+from tests import tolerances as tol
 
 L, D, F = 2, 8, 16
 
@@ -108,7 +110,7 @@ def test_post_adam_projection_keeps_general_outputs(rep):
     ), path
   # Untargeted leaves follow plain AdamW bit for bit.
   for path in [('embed', 'embedding'), ('layers', '1', 'input_norm', 'scale')]:
-    np.testing.assert_array_equal(_get(p1, path), _get(plain, path))
+    chex.assert_trees_all_equal(_get(p1, path), _get(plain, path))
 
 
 def test_pre_adam_projection_leaks_out_of_null_space():
@@ -127,27 +129,6 @@ def test_pre_adam_projection_leaks_out_of_null_space():
 
   assert leak(pre) > 1e-2
   assert leak(post) < 1e-5
-
-
-def test_idempotent_descent_and_untouched():
-  k = _general_inputs()
-  tx = nspo.project(_spaces(k))
-  params = _params()
-  state = tx.init(params)
-  g = _grads(params, 7)
-  once, _ = tx.update(g, state)
-  twice, _ = tx.update(once, state)
-  chex_close = lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5)
-  jax.tree.map(chex_close, once, twice)
-  for path in _kernel_paths():
-    gi, pg = _get(g, path), _get(once, path)
-    inner = float(jnp.vdot(gi, pg))
-    assert inner >= 0.0
-    np.testing.assert_allclose(inner, float(jnp.vdot(pg, pg)), rtol=1e-4)
-    assert float(jnp.linalg.norm(pg)) <= float(jnp.linalg.norm(gi)) + 1e-5
-  np.testing.assert_array_equal(
-    once['embed']['embedding'], g['embed']['embedding']
-  )
 
 
 class _Mlp(nnx.Module):
@@ -181,45 +162,6 @@ def test_nnx_state_paths_match_and_project():
   du = np.asarray(u['layers'][1]['mlp']['down_proj']['kernel'][...])
   assert np.linalg.norm(du) > 0
   np.testing.assert_allclose(k['mlp_hidden'][1] @ du, 0, atol=1e-4)
-
-
-def test_stacked_kernels_without_layer_group():
-  k = _general_inputs()
-  rng = np.random.default_rng(3)
-  stacked = {'mlp': {'gate': jnp.asarray(rng.standard_normal((L, D, F)))}}
-  tx = nspo.project(_spaces(k), targets={r'mlp/gate$': 'mlp_in'})
-  u, _ = tx.update(stacked, tx.init(stacked))
-  for i in range(L):
-    np.testing.assert_allclose(
-      k['mlp_in'][i] @ np.asarray(u['mlp']['gate'][i]), 0, atol=1e-4
-    )
-
-
-def test_attention_kernels_with_head_axes():
-  rng = np.random.default_rng(4)
-  heads, hd = 2, 4
-  k_in = rng.standard_normal((10, 3)) @ rng.standard_normal((3, D))
-  k_out = rng.standard_normal((10, 5)) @ rng.standard_normal((5, heads * hd))
-  spaces = nspo.from_moments(
-    {'attn_in': (k_in.T @ k_in)[None], 'attn_out': (k_out.T @ k_out)[None]},
-    nspo.relative(1e-6),
-  )
-  params = {
-    'layers': {
-      '0': {
-        'attn': {
-          'q_proj': {'kernel': jnp.ones((D, heads, hd))},
-          'o_proj': {'kernel': jnp.ones((heads, hd, D))},
-        }
-      }
-    }
-  }
-  tx = nspo.project(spaces)  # default: the attention targets of the sites
-  u, _ = tx.update(params, tx.init(params))
-  q = np.asarray(u['layers']['0']['attn']['q_proj']['kernel']).reshape(D, -1)
-  o = np.asarray(u['layers']['0']['attn']['o_proj']['kernel']).reshape(-1, D)
-  np.testing.assert_allclose(k_in @ q, 0, atol=1e-4)
-  np.testing.assert_allclose(k_out @ o, 0, atol=1e-4)
 
 
 def test_sharded_params_on_8_devices_match_single_device():
@@ -301,7 +243,7 @@ def test_reproject_every_projects_accumulated_drift():
       np.testing.assert_allclose(_get(new, path), want, atol=1e-5)
       drift = np.asarray(_get(new, path) - _get(p0, path), np.float64)
       np.testing.assert_allclose(kx @ drift, 0, atol=1e-4)
-    np.testing.assert_array_equal(
+    chex.assert_trees_all_equal(  # untargeted: plain SGD, bit for bit
       new['embed']['embedding'],
       params['embed']['embedding'] - 0.1 * g['embed']['embedding'],
     )
@@ -337,3 +279,71 @@ def test_reproject_every_rejects_mismatched_trees():
     tx.update(p0, state, fewer)
   with pytest.raises(ValueError, match='different targeted leaves'):
     tx.update(fewer, state, fewer)
+
+
+class TransformVariantsTest(chex.TestCase):
+  """The transforms' updates under jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_idempotent_descent_and_untouched(self):
+    k = _general_inputs()
+    tx = nspo.project(_spaces(k))
+    params = _params()
+    state = tx.init(params)
+    g = _grads(params, 7)
+    update = self.variant(tx.update)
+    once, _ = update(g, state)
+    twice, _ = update(once, state)
+    chex.assert_trees_all_equal_shapes_and_dtypes(once, g)
+    # P (P u) = P u: projections of O(1) gradients, a few ops at scale 1.
+    chex.assert_trees_all_close(once, twice, rtol=0.0, atol=tol.FEW_OPS)
+    for path in _kernel_paths():
+      gi, pg = _get(g, path), _get(once, path)
+      inner = float(jnp.vdot(gi, pg))
+      assert inner >= 0.0
+      np.testing.assert_allclose(inner, float(jnp.vdot(pg, pg)), rtol=1e-4)
+      assert float(jnp.linalg.norm(pg)) <= float(jnp.linalg.norm(gi)) + 1e-5
+    # The untargeted leaves pass through bit for bit.
+    chex.assert_trees_all_equal(once['embed'], g['embed'])
+    chex.assert_trees_all_equal(
+      once['layers']['0']['input_norm'], g['layers']['0']['input_norm']
+    )
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_stacked_kernels_without_layer_group(self):
+    k = _general_inputs()
+    rng = np.random.default_rng(3)
+    stacked = {'mlp': {'gate': jnp.asarray(rng.standard_normal((L, D, F)))}}
+    tx = nspo.project(_spaces(k), targets={r'mlp/gate$': 'mlp_in'})
+    u, _ = self.variant(tx.update)(stacked, tx.init(stacked))
+    for i in range(L):
+      np.testing.assert_allclose(
+        k['mlp_in'][i] @ np.asarray(u['mlp']['gate'][i]), 0, atol=1e-4
+      )
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_attention_kernels_with_head_axes(self):
+    rng = np.random.default_rng(4)
+    heads, hd = 2, 4
+    k_in = rng.standard_normal((10, 3)) @ rng.standard_normal((3, D))
+    k_out = rng.standard_normal((10, 5)) @ rng.standard_normal((5, heads * hd))
+    spaces = nspo.from_moments(
+      {'attn_in': (k_in.T @ k_in)[None], 'attn_out': (k_out.T @ k_out)[None]},
+      nspo.relative(1e-6),
+    )
+    params = {
+      'layers': {
+        '0': {
+          'attn': {
+            'q_proj': {'kernel': jnp.ones((D, heads, hd))},
+            'o_proj': {'kernel': jnp.ones((heads, hd, D))},
+          }
+        }
+      }
+    }
+    tx = nspo.project(spaces)  # default: the attention targets of the sites
+    u, _ = self.variant(tx.update)(params, tx.init(params))
+    q = np.asarray(u['layers']['0']['attn']['q_proj']['kernel']).reshape(D, -1)
+    o = np.asarray(u['layers']['0']['attn']['o_proj']['kernel']).reshape(-1, D)
+    np.testing.assert_allclose(k_in @ q, 0, atol=1e-4)
+    np.testing.assert_allclose(k_out @ o, 0, atol=1e-4)
