@@ -103,7 +103,20 @@ def config_from_hf(hf: dict, path: str = 'config.json') -> config_lib.LMConfig:
       f'{path}: torch_dtype={torch_dtype!r}; supported: '
       f'{sorted(_TORCH_DTYPES)}.'
     )
-  scaling = hf.get('rope_scaling')
+  # transformers >= 5 writes `rope_parameters` ({rope_theta, rope_type,
+  # llama3 factors}); older files have `rope_theta` and `rope_scaling`.
+  params = hf.get('rope_parameters')
+  if params is not None:
+    if not isinstance(params, dict) or 'rope_type' not in params:
+      raise HFFormatError(
+        f'{path}: rope_parameters={params!r} is not supported (one dict '
+        'with rope_type is; per-layer-type RoPE is not).'
+      )
+    rope_theta = params.get('rope_theta', hf.get('rope_theta', 10000.0))
+    scaling = params
+  else:
+    rope_theta = hf.get('rope_theta', 10000.0)
+    scaling = hf.get('rope_scaling')
   rope_scaling = None
   if scaling is not None:
     kind = scaling.get('rope_type', scaling.get('type'))
@@ -132,7 +145,7 @@ def config_from_hf(hf: dict, path: str = 'config.json') -> config_lib.LMConfig:
     d_ff=_require(hf, 'intermediate_size', path),
     head_dim=hf.get('head_dim') or hidden // n_heads,
     max_seq_len=hf.get('max_position_embeddings', 2048),
-    rope_theta=float(hf.get('rope_theta', 10000.0)),
+    rope_theta=float(rope_theta),
     rms_norm_eps=float(hf.get('rms_norm_eps', 1e-6)),
     tie_embeddings=bool(hf.get('tie_word_embeddings', False)),
     qkv_bias=family == 'qwen2',
