@@ -93,39 +93,52 @@ def _scored_moves_inner(problem, sol):
   base = total - int(need[g])
   # Moves: a sequence into another group h, or into a new group. Movers:
   # the critical group's sequences; in small rounds every sequence.
-  movers = ids[:MAX_MOVERS].tolist()
+  movers = ids[:MAX_MOVERS]
   if len(lengths) <= SMALL_ROUND:
-    movers += np.nonzero(bins != g)[0].tolist()
-  for i in movers:
-    gi = int(bins[i])
-    rest = np.nonzero(bins == gi)[0]
-    rest = rest[rest != i]
-    if len(rest):
-      rest_need = _need(
-        problem,
-        (table[gi] - per[i])[None],
-        _mins(problem, [tokens[gi] - lengths[i]], [problem.min_deg[rest].max()]),
-        m,
-      )[0]
-    else:
-      rest_need = 0
-    dest = np.delete(np.arange(k), gi)
-    rows = np.concatenate([table[dest] + per[i], (per[i] + beta)[None]], axis=0)
-    mins = _mins(
+    movers = np.concatenate([movers, np.nonzero(bins != g)[0]])
+  src = bins[movers]  # [S]
+  pos = np.arange(len(lengths))
+  in_rest = (bins[None, :] == src[:, None]) & (pos[None, :] != movers[:, None])
+  rest_need = _need(
+    problem,
+    table[src] - per[movers],
+    _mins(
       problem,
-      np.append(tokens[dest] + lengths[i], lengths[i]),
-      np.maximum(np.append(seq_min[dest], 0), problem.min_deg[i]),
-    )
-    new_need = _need(problem, rows, mins, m)
-    old_need = np.append(need[dest], 0)
-    totals = total - int(need[gi]) + rest_need + new_need - old_need
+      tokens[src] - lengths[movers],
+      np.where(in_rest, problem.min_deg[None, :], 0).max(axis=1),
+    ),
+    m,
+  )
+  rest_need = np.where(in_rest.any(axis=1), rest_need, 0)
+  # Destination rows: every group (its own masked out) and a new group.
+  rows = np.concatenate(
+    [
+      table[None, :, :] + per[movers][:, None, :],
+      (per[movers] + beta)[:, None, :],
+    ],
+    axis=1,
+  )  # [S, K + 1, W + 1]
+  dest_tokens = np.append(tokens, 0)[None, :] + lengths[movers][:, None]
+  dest_min = np.maximum(
+    np.append(seq_min, 0)[None, :], problem.min_deg[movers][:, None]
+  )
+  new_need = _need(
+    problem,
+    rows.reshape(-1, rows.shape[2]),
+    _mins(problem, dest_tokens.reshape(-1), dest_min.reshape(-1)),
+    m,
+  ).reshape(len(movers), k + 1)
+  old_need = np.append(need, 0)
+  totals = (total - need[src] + rest_need)[:, None] + new_need - old_need
+  totals[np.arange(len(movers)), src] = n + 1  # not a move
+  flat = totals.reshape(-1)
 
-    def make(j, i=i, dest=dest):
-      new = bins.copy()
-      new[i] = dest[j] if j < len(dest) else k
-      return new
+  def make(j):
+    new = bins.copy()
+    new[movers[j // (k + 1)]] = j % (k + 1)
+    return new
 
-    add(totals, make)
+  add(flat, make)
   # Swaps: a sequence of g with one of another group (small rounds).
   if len(lengths) <= SMALL_ROUND:
     outside = np.nonzero(bins != g)[0]
@@ -208,12 +221,13 @@ def _scored_moves_inner(problem, sol):
       loads[h] += w
     if halves[1] and len(halves[0]) > 1:
       splits.append(np.array(halves[1]))
-    by_len = ids[np.argsort(lengths[ids], kind='stable')]
+    rank = np.empty(len(ids), np.int64)  # position of ids[x] by length
+    rank[np.argsort(lengths[ids], kind='stable')] = np.arange(len(ids))
     step = max(1, (len(ids) - 1) // MAX_MOVERS)
-    splits.extend(by_len[:j] for j in range(1, len(ids), step))
-    part_a = np.zeros((len(splits), len(ids)), bool)
-    for r, moved in enumerate(splits):
-      part_a[r] = np.isin(ids, moved)
+    cuts = np.arange(1, len(ids), step)
+    part_a = rank[None, :] < cuts[:, None]  # the j shortest
+    if splits:
+      part_a = np.concatenate([np.isin(ids, splits[0])[None], part_a])
     rows_a = part_a.astype(float) @ per[ids] + beta
     rows_b = (~part_a).astype(float) @ per[ids] + beta
     lens, mdeg = lengths[ids], problem.min_deg[ids]

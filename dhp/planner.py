@@ -38,6 +38,10 @@ from dhp import placement
 from dhp import plan_types as pt
 
 
+SMALL_ROUND = local_search.SMALL_ROUND  # rounds this small refine everything
+LARGE_REFINE = 1  # larger rounds refine their best this many candidates
+
+
 def _lpt_bins(problem: pt.RoundProblem, times, groups, degree):
   """LPT of every sequence into ``groups`` groups of ``degree`` ranks.
 
@@ -125,8 +129,9 @@ def token_balanced(problem: pt.RoundProblem, max_counts=8):
 
   Under tight memory a group's rank minimum ceil(tokens / C) dominates and
   groups of balanced tokens waste the least of it. k runs over 2..min(B, N)
-  (at most ``max_counts`` values, log-spaced), and only when the round fills
-  more than half of the N C tokens.
+  (at most ``max_counts`` values, log-spaced; 2 in rounds of more than
+  ``SMALL_ROUND`` sequences), and only when the round fills more than half
+  of the N C tokens.
 
   Returns:
     list of bins [B].
@@ -134,6 +139,8 @@ def token_balanced(problem: pt.RoundProblem, max_counts=8):
   lengths, n = problem.lengths, problem.num_devices
   if lengths.sum() <= 0.5 * n * problem.capacity:
     return []
+  if len(lengths) > SMALL_ROUND:
+    max_counts = 2
   top = min(len(lengths), n)
   counts = np.unique(np.geomspace(2, max(top, 2), max_counts).round().astype(int))
   counts = counts[(counts >= 2) & (counts <= top)]
@@ -244,11 +251,15 @@ def plan_round(
         k = int(bins.max()) + 1
         fixed.append((makespan, bins, np.full(k, degree, np.int64)))
     seen, refined = set(), []
+    limit = len(groupings) if len(lengths) <= SMALL_ROUND else LARGE_REFINE
     for sol in sorted(groupings, key=lambda g: g.makespan):
       key = _dedupe_key(sol.bins)
       if key in seen:
         continue
       seen.add(key)
+      if len(seen) > limit:
+        refined.append(sol)
+        continue
       sol = local_search.improve(problem, sol)
       refined.append(sol)
       if sol.makespan <= tight:
