@@ -16,6 +16,7 @@ import time
 
 import ml_collections
 
+from common import metrics as metrics_lib
 from common import report
 from graph_attacks import config as config_lib
 from graph_attacks.pipeline import attack_run
@@ -35,9 +36,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   root = units.units_root(workdir)
   data = None
   results, clean_rows = [], []
-  for seed in config.seeds:
+  plan = {
+    seed: list(units.seed_units(config, seed, root)) for seed in config.seeds
+  }
+  bar = metrics_lib.progress_bar(
+    sum(map(len, plan.values())), desc='graph_attacks units', unit='unit'
+  )
+  for seed, seed_units in plan.items():
     inputs = None
-    for name, cache, kind, what in units.seed_units(config, seed, root):
+    for name, cache, kind, what in seed_units:
+      bar.update(1)
+      bar.set_postfix_str(name, refresh=False)
       res = cache.get(name)
       if res is None:
         if inputs is None:  # only when some unit of this seed is missing
@@ -51,6 +60,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             name, attack_run.run_seed_attack(config, inputs, what)
           )
       (clean_rows if kind == 'clean' else results).append(res)
+  bar.close()
   metrics = summary.summarise(config, results, clean_rows, workdir)
   metrics['summary']['seconds'] = round(time.time() - t_start, 1)
   return report.write_metrics(workdir, metrics)

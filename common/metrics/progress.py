@@ -8,8 +8,9 @@ import time
 import jax
 import tqdm
 
-# Loops with fewer remaining steps than this show no progress bar by default.
-MIN_STEPS_FOR_BAR = 100
+# A bar appears only once its loop has run this long (tqdm's `delay`), so
+# short loops stay quiet and every phase longer than this shows progress.
+MIN_SECONDS_FOR_BAR = 3.0
 
 
 def progress_bar(
@@ -18,29 +19,33 @@ def progress_bar(
   initial: int = 0,
   desc: str = '',
   enabled: bool | None = None,
+  unit: str = 'it',
 ) -> tqdm.tqdm:
   """A tqdm bar over steps `initial..total`, on stderr, process 0 only.
 
   Args:
     total: the last step.
     initial: the step the loop starts from (e.g. a restored checkpoint's).
-    desc: label shown left of the bar.
-    enabled: show the bar; default: only on process 0 and only when at least
-      `MIN_STEPS_FOR_BAR` steps remain (short loops stay quiet).
+    desc: label shown left of the bar (the phase's name).
+    enabled: show the bar; default: on process 0, and only after the loop
+      has run `MIN_SECONDS_FOR_BAR` seconds (short loops stay quiet).
+    unit: what one step is (`'it'`, `'unit'`, ...).
 
   Returns:
     A `tqdm.tqdm`; call `.update(n)`, `.set_postfix(...)` and `.close()`.
   """
   if enabled is None:
-    enabled = jax.process_index() == 0 and total - initial >= MIN_STEPS_FOR_BAR
+    enabled = jax.process_index() == 0
   return tqdm.tqdm(
     total=total,
     initial=initial,
     desc=desc,
+    unit=unit,
     disable=not enabled,
     file=sys.stderr,
     dynamic_ncols=True,
     leave=False,
+    delay=MIN_SECONDS_FOR_BAR,
   )
 
 

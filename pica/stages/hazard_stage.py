@@ -24,6 +24,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from common import metrics as metrics_lib
 from common import models
 from common import train
 from pica import hazard
@@ -45,8 +46,12 @@ def collect(
   c = ctx.config.hazard
   s = ctx.rollout_cfg.max_turns + 1
   batches = []
+  bar = metrics_lib.progress_bar(
+    len(questions), desc='pica hazard rollouts', unit='question'
+  )
   for start in range(0, len(questions), c.rollout_batch):
     chunk = questions[start : start + c.rollout_batch]
+    bar.update(len(chunk))
     ro = ctx.rollout(policy_params, chunk, jax.random.fold_in(key, start))
     ok = context_lib.success(ro.texts, chunk)
     anns = [
@@ -73,6 +78,7 @@ def collect(
         'labels': lab['labels'],
       }
     )
+  bar.close()
   return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 

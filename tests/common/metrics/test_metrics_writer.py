@@ -140,11 +140,20 @@ def test_format_duration_negative():
 
 
 def test_progress_bar_default_enabling():
-  assert metrics.progress_bar(50).disable  # short loop: quiet
-  bar = metrics.progress_bar(500, initial=100)
+  bar = metrics.progress_bar(500, initial=100, desc='phase')
   assert not bar.disable and bar.n == 100
+  # Shown only once the loop has run a few seconds: short loops stay quiet.
+  assert bar.delay == metrics.progress.MIN_SECONDS_FOR_BAR > 0
   bar.close()
-  assert metrics.progress_bar(500, initial=450).disable
+  assert metrics.progress_bar(5, enabled=False).disable
+
+
+def test_progress_bar_stays_quiet_for_a_short_loop(capsys):
+  bar = metrics.progress_bar(3, desc='short')
+  for _ in range(3):
+    bar.update(1)
+  bar.close()
+  assert 'short' not in capsys.readouterr().err
 
 
 def test_stopwatch_rate(monkeypatch):
