@@ -82,7 +82,9 @@ def _lpt_bins(problem: pt.RoundProblem, times, groups, degree):
 def static_candidates(problem: pt.RoundProblem, incumbent=math.inf):
   """Static plans: every allowed uniform degree c, floor(N / c) groups, LPT.
 
-  A degree is evaluated only if its lower bound max(t_longest(c), sum_i
+  Degrees whose groups cannot be placed without a group smaller than a
+  node straddling one are skipped. A degree is evaluated only if its lower
+  bound max(t_longest(c), sum_i
   compute_i(c) / floor(N / c)) + beta is below the best makespan so far, in
   order of that bound (so the search stays O(N) when DHP's plan is near
   the single-sequence bound).
@@ -109,6 +111,10 @@ def static_candidates(problem: pt.RoundProblem, incumbent=math.inf):
     if bound[j] >= best * (1 - 1e-12):
       break
     degree = int(c[j])
+    if not placement.fits_nodes(
+      [degree] * (n // degree), n, cost.devices_per_node
+    ):
+      continue  # some group would straddle a node: not the modelled time
     if degree <= problem.width:
       times = problem.per[:, degree]
     else:
