@@ -33,11 +33,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common import rl
 from common.models import Transformer
 
 
@@ -190,15 +192,20 @@ def crm_terms(
     `negative`).
   """
   v = jnp.asarray(logits, jnp.float32)
-  if v.ndim != 2:
-    raise ValueError(f'logits must be [B, S], got shape {v.shape}')
+  chex.assert_rank(
+    v,
+    2,
+    custom_message=f'logits must be [B, S], got shape {v.shape}',
+    exception_type=rl.ShapeError,
+  )
   valid = jnp.asarray(valid, bool)
   labels = jnp.asarray(labels, bool)
-  if valid.shape != v.shape or labels.shape != v.shape:
-    raise ValueError(
-      f'logits {v.shape}, labels {labels.shape} and valid {valid.shape} '
-      'must have the same [B, S] shape'
-    )
+  chex.assert_equal_shape(
+    [v, labels, valid],
+    custom_message=f'logits {v.shape}, labels {labels.shape} and valid '
+    f'{valid.shape} must have the same [B, S] shape',
+    exception_type=rl.ShapeError,
+  )
   s = v.shape[1]
   t = jnp.arange(s)
   log_surv = jnp.where(valid, jax.nn.log_sigmoid(-v), 0.0)  # log(1 - h)

@@ -27,9 +27,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import chex
 import jax.numpy as jnp
 import numpy as np
 
+from common import rl
 from common.rl import qa_rewards
 from pica import protocol
 
@@ -86,6 +88,16 @@ class RewardConfig:
         raise ValueError(f'RewardConfig.{name} must be finite')
 
 
+def _assert_shapes(arrays, rank: int, message: str) -> None:
+  """Shape contract (chex, static): equal shapes of `rank`."""
+  chex.assert_rank(
+    arrays, rank, custom_message=message, exception_type=rl.ShapeError
+  )
+  chex.assert_equal_shape(
+    arrays, custom_message=message, exception_type=rl.ShapeError
+  )
+
+
 def over_search_penalty(
   num_steps: int, alpha: float = 0.3, gamma: float = 1.5, free: int = 3
 ) -> jnp.ndarray:
@@ -105,10 +117,11 @@ def step_rewards(hazard, valid, config: RewardConfig, eps: float = 1e-6):
   """
   h = jnp.asarray(hazard, jnp.float32)
   valid = jnp.asarray(valid, bool)
-  if h.ndim != 2 or valid.shape != h.shape:
-    raise ValueError(
-      f'hazard {h.shape} and valid {valid.shape} must both be [B, K]'
-    )
+  _assert_shapes(
+    [h, valid],
+    2,
+    f'hazard {h.shape} and valid {valid.shape} must both be [B, K]',
+  )
   if config.step_form == 'pbrs':
     r = config.coef * jnp.log1p(-jnp.clip(h, 0.0, 1.0 - eps))
   elif config.step_form == 'linear':
@@ -179,23 +192,40 @@ def token_rewards(
   """
   config = config or RewardConfig()
   mask = jnp.asarray(response_mask, bool)
+  outcome = jnp.asarray(outcome, jnp.float32)
+  format_ok = jnp.asarray(format_ok, bool)
+  _assert_shapes([mask], 2, f'response_mask {mask.shape} must be [B, R]')
+  _assert_shapes(
+    [outcome, format_ok],
+    1,
+    f'outcome {outcome.shape} and format_ok {format_ok.shape} must be [B]',
+  )
+  chex.assert_equal_shape_prefix(
+    [outcome, mask],
+    1,
+    custom_message=f'outcome {outcome.shape} and response_mask {mask.shape} '
+    'disagree on B',
+    exception_type=rl.ShapeError,
+  )
   b, r = mask.shape
   t = jnp.arange(r)
   last = jnp.max(jnp.where(mask, t, -1), axis=1)
   out = jnp.where(
     (t[None, :] == last[:, None]) & (last[:, None] >= 0),
-    config.outcome_scale * jnp.asarray(outcome, jnp.float32)[:, None],
+    config.outcome_scale * outcome[:, None],
     0.0,
   )
   if step_reward is None:
     return out
   ends = jnp.asarray(search_ends)
   step = jnp.asarray(step_reward, jnp.float32)
-  if ends.shape != step.shape or ends.shape[0] != b:
-    raise ValueError(
-      f'search_ends {ends.shape} and step_reward {step.shape} must be '
-      f'[B={b}, K]'
-    )
-  use = (ends >= 0) & jnp.asarray(format_ok, bool)[:, None]
+  msg = (
+    f'search_ends {ends.shape} and step_reward {step.shape} must be [B={b}, K]'
+  )
+  _assert_shapes([ends, step], 2, msg)
+  chex.assert_equal_shape_prefix(
+    [ends, mask], 1, custom_message=msg, exception_type=rl.ShapeError
+  )
+  use = (ends >= 0) & format_ok[:, None]
   hit = (ends[:, :, None] == t[None, None, :]) & use[:, :, None]  # [B,K,R]
   return out + jnp.sum(jnp.where(hit, step[:, :, None], 0.0), axis=1)

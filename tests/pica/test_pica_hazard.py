@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,66 +16,6 @@ from pica import hazard
 
 def _logit(h):
   return math.log(h / (1 - h))
-
-
-def test_crm_terms_positive_hand_computed():
-  h = [0.2, 0.5, 0.9]
-  v = jnp.array([[_logit(h[0]), _logit(h[1]), _logit(h[2])]])
-  labels = jnp.array([[True, True, True]])
-  valid = jnp.array([[True, True, False]])  # third step padding
-  t = hazard.crm_terms(v, labels, valid)
-  assert not bool(t['negative'][0])
-  np.testing.assert_allclose(
-    t['survival'], [-(math.log(0.8) + math.log(0.5))], rtol=1e-6
-  )
-  # only the pair (0, 1): relu(0.5 - 0.2 + 0.05)
-  np.testing.assert_allclose(t['mono_pos'], [0.35], rtol=1e-5)
-  loss, m = hazard.crm_loss(v, labels, valid, mono_weight=2.0)
-  np.testing.assert_allclose(
-    loss, -(math.log(0.8) + math.log(0.5)) + 2 * 0.35, rtol=1e-5
-  )
-  # a falling hazard beyond the margin costs nothing
-  v2 = jnp.array([[_logit(0.5), _logit(0.2)]])
-  t2 = hazard.crm_terms(v2, jnp.ones((1, 2), bool), jnp.ones((1, 2), bool))
-  np.testing.assert_allclose(t2['mono_pos'], [0.0], atol=1e-7)
-
-
-def test_crm_terms_negative_hand_computed():
-  h = [0.2, 0.5, 0.4]
-  v = jnp.array([[_logit(x) for x in h]])
-  labels = jnp.array([[True, False, False]])
-  valid = jnp.ones((1, 3), bool)
-  t = hazard.crm_terms(v, labels, valid)
-  assert bool(t['negative'][0]) and int(t['z'][0]) == 1
-  s = 0.8 * 0.5 * 0.6
-  np.testing.assert_allclose(t['failure'], [-math.log(1 - s)], rtol=1e-5)
-  np.testing.assert_allclose(
-    t['first_error'], [-(math.log(0.5) + math.log(0.8))], rtol=1e-5
-  )
-  # pairs at or after z = 1: (1, 2): relu(0.5 - 0.4 + 0.05); pair (0, 1)
-  # before z does not count
-  np.testing.assert_allclose(t['mono_neg'], [0.15], rtol=1e-5)
-  loss, m = hazard.crm_loss(v, labels, valid, neg_weight=0.5, mono_weight=1.0)
-  want = 0.5 * (-math.log(1 - s) - math.log(0.5) - math.log(0.8) + 0.15)
-  np.testing.assert_allclose(loss, want, rtol=1e-5)
-  # step accuracy: h0=0.2 on '+' right, h1=0.5 on '-' not > 0.5 -> 1/2
-  np.testing.assert_allclose(m['step_accuracy'], 0.5)
-
-
-def test_failure_clamp_and_batch_mean():
-  # h ~ 0 everywhere: 1 - S ~ 0 -> clamped at eps
-  v = jnp.array([[-50.0, -50.0], [0.0, 0.0], [0.0, 0.0]])
-  labels = jnp.array([[False, False], [True, True], [True, True]])
-  valid = jnp.array([[True, True], [True, False], [False, False]])
-  t = hazard.crm_terms(v, labels, valid)
-  np.testing.assert_allclose(t['failure'][0], -math.log(1e-5), rtol=1e-5)
-  assert np.isfinite(np.asarray(t['first_error'])).all()
-  loss, m = hazard.crm_loss(v, labels, valid, mono_weight=0.0)
-  # row 2 has no valid step and is excluded from the mean
-  row0 = -math.log(1e-5) + 50.0  # L_W + L_z(-log h_0 = softplus(50))
-  row1 = math.log(2.0)
-  np.testing.assert_allclose(loss, (row0 + row1) / 2, rtol=1e-4)
-  assert float(m['neg_fraction']) == 0.5
 
 
 def test_minimisers():
@@ -91,13 +32,6 @@ def test_minimisers():
   np.testing.assert_allclose(
     hazard.crm_loss(pos, lp, valid)[0], 0.05, atol=2e-3
   )
-
-
-def test_crm_shape_errors():
-  with pytest.raises(ValueError, match='same'):
-    hazard.crm_terms(
-      jnp.zeros((2, 3)), jnp.ones((2, 2), bool), jnp.ones((2, 3), bool)
-    )
 
 
 def test_insert_placeholders():
@@ -169,3 +103,87 @@ def test_hazard_model_causal_and_trainable():
     first = loss if first is None else first
   assert loss < 0.5 * first
   assert float(m['step_accuracy']) == 1.0
+
+
+class CRMVariantsTest(chex.TestCase):
+  """CRM terms and loss under jit and without (and pmap where vmapped)."""
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_crm_terms_positive_hand_computed(self):
+    h = [0.2, 0.5, 0.9]
+    v = jnp.array([[_logit(h[0]), _logit(h[1]), _logit(h[2])]])
+    labels = jnp.array([[True, True, True]])
+    valid = jnp.array([[True, True, False]])  # third step padding
+    terms = self.variant(hazard.crm_terms)
+    t = terms(v, labels, valid)
+    chex.assert_tree_shape_prefix(t, (1,))
+    assert not bool(t['negative'][0])
+    np.testing.assert_allclose(
+      t['survival'], [-(math.log(0.8) + math.log(0.5))], rtol=1e-6
+    )
+    # only the pair (0, 1): relu(0.5 - 0.2 + 0.05)
+    np.testing.assert_allclose(t['mono_pos'], [0.35], rtol=1e-5)
+    crm = self.variant(lambda *a: hazard.crm_loss(*a, mono_weight=2.0))
+    loss, m = crm(v, labels, valid)
+    chex.assert_shape(loss, ())
+    np.testing.assert_allclose(
+      loss, -(math.log(0.8) + math.log(0.5)) + 2 * 0.35, rtol=1e-5
+    )
+    # a falling hazard beyond the margin costs nothing
+    v2 = jnp.array([[_logit(0.5), _logit(0.2)]])
+    t2 = terms(v2, jnp.ones((1, 2), bool), jnp.ones((1, 2), bool))
+    np.testing.assert_allclose(t2['mono_pos'], [0.0], atol=1e-7)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_crm_terms_negative_hand_computed(self):
+    h = [0.2, 0.5, 0.4]
+    v = jnp.array([[_logit(x) for x in h]])
+    labels = jnp.array([[True, False, False]])
+    valid = jnp.ones((1, 3), bool)
+    t = self.variant(hazard.crm_terms)(v, labels, valid)
+    assert bool(t['negative'][0]) and int(t['z'][0]) == 1
+    s = 0.8 * 0.5 * 0.6
+    np.testing.assert_allclose(t['failure'], [-math.log(1 - s)], rtol=1e-5)
+    np.testing.assert_allclose(
+      t['first_error'], [-(math.log(0.5) + math.log(0.8))], rtol=1e-5
+    )
+    # pairs at or after z = 1: (1, 2): relu(0.5 - 0.4 + 0.05); pair (0, 1)
+    # before z does not count
+    np.testing.assert_allclose(t['mono_neg'], [0.15], rtol=1e-5)
+    crm = lambda *a: hazard.crm_loss(*a, neg_weight=0.5, mono_weight=1.0)
+    loss, m = self.variant(crm)(v, labels, valid)
+    want = 0.5 * (-math.log(1 - s) - math.log(0.5) - math.log(0.8) + 0.15)
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+    # step accuracy: h0=0.2 on '+' right, h1=0.5 on '-' not > 0.5 -> 1/2
+    np.testing.assert_allclose(m['step_accuracy'], 0.5)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_failure_clamp_and_batch_mean(self):
+    # h ~ 0 everywhere: 1 - S ~ 0 -> clamped at eps
+    v = jnp.array([[-50.0, -50.0], [0.0, 0.0], [0.0, 0.0]])
+    labels = jnp.array([[False, False], [True, True], [True, True]])
+    valid = jnp.array([[True, True], [True, False], [False, False]])
+    t = self.variant(hazard.crm_terms)(v, labels, valid)
+    np.testing.assert_allclose(t['failure'][0], -math.log(1e-5), rtol=1e-5)
+    chex.assert_tree_all_finite(t['first_error'])
+    crm = self.variant(lambda *a: hazard.crm_loss(*a, mono_weight=0.0))
+    loss, m = crm(v, labels, valid)
+    # row 2 has no valid step and is excluded from the mean
+    row0 = -math.log(1e-5) + 50.0  # L_W + L_z(-log h_0 = softplus(50))
+    row1 = math.log(2.0)
+    np.testing.assert_allclose(loss, (row0 + row1) / 2, rtol=1e-4)
+    assert float(m['neg_fraction']) == 0.5
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_crm_shape_errors(self):
+    with self.assertRaisesRegex(AssertionError, r'\[Chex\].*same \[B, S\]'):
+      self.variant(hazard.crm_terms)(
+        jnp.zeros((2, 3)), jnp.ones((2, 2), bool), jnp.ones((2, 3), bool)
+      )
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_crm_terms_rejects_t_input(self):
+    with self.assertRaisesRegex(ValueError, r'logits must be \[B, S\]'):
+      self.variant(hazard.crm_terms)(
+        jnp.zeros(3), jnp.ones(3, bool), jnp.ones(3, bool)
+      )
