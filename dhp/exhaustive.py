@@ -51,7 +51,7 @@ class ExhaustiveSolution:
     return bool(np.isfinite(self.makespan_ms))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pairs(b):
   """Every (S, A) with A subset of S and lowbit(S) in A, by |S| layer.
 
@@ -83,7 +83,9 @@ def _pairs(b):
   return layers
 
 
-def subset_times(lengths, num_devices, capacity, cost, allowed=None, comm=cm.RING):
+def subset_times(
+  lengths, num_devices, capacity, cost, allowed=None, comm=cm.RING
+):
   """T(A, d) for every subset A and degree d; +inf where not allowed.
 
   Returns:

@@ -104,7 +104,9 @@ def pareto(batch_size, seed, shape=1.1, scale=1024, min_len=64, max_len=131072):
   if not shape > 0 or not scale > 0:
     raise ValueError(f'shape={shape}, scale={scale}: both must be > 0.')
   rng = np.random.default_rng(seed)
-  return _finish(scale * (1.0 + rng.pareto(shape, batch_size)), min_len, max_len)
+  return _finish(
+    scale * (1.0 + rng.pareto(shape, batch_size)), min_len, max_len
+  )
 
 
 GENERATORS = {

@@ -161,7 +161,9 @@ def _scored_moves_inner(problem, sol):
       mh = np.array(
         [
           problem.min_deg[
-            np.append(np.nonzero((bins == bins[j]) & (np.arange(len(bins)) != j))[0], i)
+            np.append(
+              np.nonzero((bins == bins[j]) & (np.arange(len(bins)) != j))[0], i
+            )
           ].max()
           for j in outside.tolist()
         ]
@@ -184,7 +186,9 @@ def _scored_moves_inner(problem, sol):
   if len(others):
     rows = table[others] + table[g] - beta
     mins = _mins(
-      problem, tokens[others] + tokens[g], np.maximum(seq_min[others], seq_min[g])
+      problem,
+      tokens[others] + tokens[g],
+      np.maximum(seq_min[others], seq_min[g]),
     )
     totals = base - need[others] + _need(problem, rows, mins, m)
 
@@ -199,7 +203,9 @@ def _scored_moves_inner(problem, sol):
     a, b = np.triu_indices(len(pool), 1)
     a, b = pool[a], pool[b]
     rows = table[a] + table[b] - beta
-    mins = _mins(problem, tokens[a] + tokens[b], np.maximum(seq_min[a], seq_min[b]))
+    mins = _mins(
+      problem, tokens[a] + tokens[b], np.maximum(seq_min[a], seq_min[b])
+    )
     totals = total - need[a] - need[b] + _need(problem, rows, mins, m)
 
     def merge_pair(j):
@@ -238,7 +244,9 @@ def _scored_moves_inner(problem, sol):
       problem, (~part_a) @ lens, np.where(~part_a, mdeg, 0).max(axis=1)
     )
     totals = (
-      base + _need(problem, rows_a, mins_a, m) + _need(problem, rows_b, mins_b, m)
+      base
+      + _need(problem, rows_a, mins_a, m)
+      + _need(problem, rows_b, mins_b, m)
     )
 
     def split(j):

@@ -197,9 +197,7 @@ class RoundProblem:
     d = np.arange(int(self.min_deg[longest]), self.num_devices + 1)
     if self.allowed is not None:
       d = d[np.asarray(self.allowed, bool)[d]]
-    t = self.cost.sequence_times(
-      float(self.lengths[longest]), d, self.comm
-    )
+    t = self.cost.sequence_times(float(self.lengths[longest]), d, self.comm)
     return float(t.min()) + self.cost.beta
 
 

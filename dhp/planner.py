@@ -37,7 +37,6 @@ from dhp import packing
 from dhp import placement
 from dhp import plan_types as pt
 
-
 SMALL_ROUND = local_search.SMALL_ROUND  # rounds this small refine everything
 LARGE_REFINE = 1  # larger rounds refine their best this many candidates
 
@@ -148,7 +147,9 @@ def token_balanced(problem: pt.RoundProblem, max_counts=8):
   if len(lengths) > SMALL_ROUND:
     max_counts = 2
   top = min(len(lengths), n)
-  counts = np.unique(np.geomspace(2, max(top, 2), max_counts).round().astype(int))
+  counts = np.unique(
+    np.geomspace(2, max(top, 2), max_counts).round().astype(int)
+  )
   counts = counts[(counts >= 2) & (counts <= top)]
   out = []
   order = np.argsort(-lengths, kind='stable').tolist()
@@ -273,9 +274,7 @@ def plan_round(
     groupings = refined
   best = min(groupings, key=lambda g: g.makespan, default=None)
   best_fixed = min(fixed, key=lambda x: x[0], default=None)
-  if best_fixed is not None and (
-    best is None or best_fixed[0] < best.makespan
-  ):
+  if best_fixed is not None and (best is None or best_fixed[0] < best.makespan):
     makespan, bins, degrees = best_fixed
     groups = _groups_of(bins)
     return placement.finalize_round(
