@@ -39,7 +39,7 @@ from dhp import plan_types as pt
 TRIES = 4  # exact allocations tried per step before stopping
 MAX_PAIR_GROUPS = 24  # pair merges among at most this many fastest groups
 MAX_MOVERS = 16  # sequences of the critical group tried as movers
-SMALL_ROUND = 32  # up to this many sequences: every sequence moves, swaps
+SMALL_ROUND = 16  # up to this many sequences: every sequence moves, swaps
 _REL = 1e-12
 
 
@@ -78,6 +78,13 @@ def _scored_moves_inner(problem, sol):
   seq_min = np.zeros(k, np.int64)
   np.maximum.at(seq_min, bins, problem.min_deg)
   need = _need(problem, table, bin_min, m)
+  # excl[i]: the largest m_j in i's group without i (0 if i is alone).
+  sizes = np.bincount(bins, minlength=k)
+  is_top = problem.min_deg == seq_min[bins]
+  top_count = np.bincount(bins, is_top, minlength=k)
+  second = np.zeros(k, np.int64)
+  np.maximum.at(second, bins, np.where(is_top, 0, problem.min_deg))
+  excl = np.where(is_top & (top_count[bins] == 1), second[bins], seq_min[bins])
   total = int(need.sum())
   times = table[np.arange(k), degrees]
   g = int(np.argmax(times))
@@ -97,19 +104,13 @@ def _scored_moves_inner(problem, sol):
   if len(lengths) <= SMALL_ROUND:
     movers = np.concatenate([movers, np.nonzero(bins != g)[0]])
   src = bins[movers]  # [S]
-  pos = np.arange(len(lengths))
-  in_rest = (bins[None, :] == src[:, None]) & (pos[None, :] != movers[:, None])
   rest_need = _need(
     problem,
     table[src] - per[movers],
-    _mins(
-      problem,
-      tokens[src] - lengths[movers],
-      np.where(in_rest, problem.min_deg[None, :], 0).max(axis=1),
-    ),
+    _mins(problem, tokens[src] - lengths[movers], excl[movers]),
     m,
   )
-  rest_need = np.where(in_rest.any(axis=1), rest_need, 0)
+  rest_need = np.where(sizes[src] > 1, rest_need, 0)
   # Destination rows: every group (its own masked out) and a new group.
   rows = np.concatenate(
     [
@@ -140,48 +141,31 @@ def _scored_moves_inner(problem, sol):
 
   add(flat, make)
   # Swaps: a sequence of g with one of another group (small rounds).
-  if len(lengths) <= SMALL_ROUND:
-    outside = np.nonzero(bins != g)[0]
-    for i in ids[:MAX_MOVERS].tolist():
-      if not len(outside):
-        break
-      h = bins[outside]
-      rows_g = table[g][None] - per[i] + per[outside]  # [J, W + 1]
-      rows_h = table[h] - per[outside] + per[i]
-      tok_g = tokens[g] - lengths[i] + lengths[outside]
-      tok_h = tokens[h] - lengths[outside] + lengths[i]
-      # Largest m of each side after the swap (m is non-decreasing in L,
-      # so the largest m among lengths kept is read off a sorted scan).
-      mg = np.array(
-        [
-          problem.min_deg[np.append(ids[ids != i], j)].max()
-          for j in outside.tolist()
-        ]
-      )
-      mh = np.array(
-        [
-          problem.min_deg[
-            np.append(
-              np.nonzero((bins == bins[j]) & (np.arange(len(bins)) != j))[0], i
-            )
-          ].max()
-          for j in outside.tolist()
-        ]
-      )
-      totals = (
-        total
-        - int(need[g])
-        - need[h]
-        + _need(problem, rows_g, _mins(problem, tok_g, mg), m)
-        + _need(problem, rows_h, _mins(problem, tok_h, mh), m)
-      )
+  outside = np.nonzero(bins != g)[0]
+  if len(lengths) <= SMALL_ROUND and len(outside):
+    ii = np.repeat(ids[:MAX_MOVERS], len(outside))
+    jj = np.tile(outside, min(len(ids), MAX_MOVERS))
+    h = bins[jj]
+    rows_g = table[g][None] - per[ii] + per[jj]  # [P, W + 1]
+    rows_h = table[h] - per[jj] + per[ii]
+    mg = np.maximum(excl[ii], problem.min_deg[jj])
+    mh = np.maximum(excl[jj], problem.min_deg[ii])
+    tok_g = tokens[g] - lengths[ii] + lengths[jj]
+    tok_h = tokens[h] - lengths[jj] + lengths[ii]
+    totals = (
+      total
+      - int(need[g])
+      - need[h]
+      + _need(problem, rows_g, _mins(problem, tok_g, mg), m)
+      + _need(problem, rows_h, _mins(problem, tok_h, mh), m)
+    )
 
-      def swap(j, i=i, outside=outside):
-        new = bins.copy()
-        new[i], new[outside[j]] = new[outside[j]], new[i]
-        return new
+    def swap(j):
+      new = bins.copy()
+      new[ii[j]], new[jj[j]] = bins[jj[j]], bins[ii[j]]
+      return new
 
-      add(totals, swap)
+    add(totals, swap)
   # Merges: g with any other group, and pairs of other groups.
   if len(others):
     rows = table[others] + table[g] - beta

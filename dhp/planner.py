@@ -129,7 +129,7 @@ def static_candidates(problem: pt.RoundProblem, incumbent=math.inf):
   return out
 
 
-def token_balanced(problem: pt.RoundProblem, max_counts=8):
+def token_balanced(problem: pt.RoundProblem, max_counts=4):
   """Memory-frugal groupings: LPT by tokens into k groups.
 
   Under tight memory a group's rank minimum ceil(tokens / C) dominates and
