@@ -13,7 +13,8 @@ For a planned round (``plan_types.RoundPlan``) the runtime
 4. gathers each device's copy of its group's gradient into one
    [N, ...] array on the full mesh (again without copies) and reduces
    sum_r w_r g_r with w_r = 1 / (d_g * tokens), the token-weighted mean;
-5. applies one optax step on the full mesh.
+5. applies one optax step on the full mesh: per round (``step``), or per
+   batch with the rounds' gradients accumulated (``batch_step``).
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ class DHPRuntime:
       )
     )
     self._apply = jax.jit(self._apply_update)
+    self._add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
 
   @property
   def num_devices(self) -> int:
@@ -336,6 +338,51 @@ class DHPRuntime:
       NamedSharding(self.full_mesh, P(FULL_AXIS)),
       arrays,
     )
+
+  def accumulate(self, params, sequences, plan: pt.BatchPlan):
+    """Token-mean loss and gradient of a whole batch, summed over rounds.
+
+    Every round is run with the batch's token count as the denominator
+    (``loss_and_grads`` on all of ``sequences``), so the rounds' losses and
+    gradients add up to the batch's token mean: gradient accumulation.
+
+    Args:
+      params: replicated on the full mesh.
+      sequences: the batch's token arrays; the rounds' seq_ids index it.
+      plan: the batch plan; every sequence in exactly one group.
+
+    Returns:
+      (loss float, grads replicated on the full mesh, number of tokens).
+    """
+    ids = np.concatenate(
+      [g.seq_ids for r in plan.rounds for g in r.groups]
+    ).astype(np.int64)
+    if not np.array_equal(np.sort(ids), np.arange(len(sequences))):
+      raise ValueError(
+        f'the batch plan covers sequences {sorted(set(ids.tolist()))[:8]}... '
+        f'({len(ids)} entries), but every one of the {len(sequences)} '
+        'sequences must be in exactly one group.'
+      )
+    loss, grads, count = 0.0, None, 0
+    for r in plan.rounds:
+      round_loss, round_grads, count = self.loss_and_grads(params, sequences, r)
+      loss += round_loss
+      with jax.set_mesh(self.full_mesh):
+        grads = round_grads if grads is None else self._add(grads, round_grads)
+    return loss, grads, count
+
+  def batch_step(self, params, opt_state, sequences, plan: pt.BatchPlan):
+    """One optimizer step on a whole batch (all its rounds accumulated).
+
+    Returns:
+      (params, opt_state, loss).
+    """
+    loss, grads, _ = self.accumulate(params, sequences, plan)
+    if not np.isfinite(loss):
+      raise FloatingPointError(f'non-finite DHP batch loss {loss}.')
+    with jax.set_mesh(self.full_mesh):
+      params, opt_state = self._apply(params, opt_state, grads)
+    return params, opt_state, loss
 
   def step(self, params, opt_state, sequences, plan: pt.RoundPlan):
     """One optimizer step on a round. Returns (params, opt_state, loss)."""

@@ -64,8 +64,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
   'gap': {
     'instances': schema.integer(1),
     'max_sequences': schema.integer(2, bl.MAX_EXACT_SEQUENCES),
-    'max_devices': schema.integer(2),
-    'capacity': schema.integer(1),
+    'max_devices': schema.integer(4),
+    'min_utilisation': schema.number(0.0, open_low=True),
+    'max_utilisation': schema.number(0.0, open_low=True),
   },
   'train': {
     'enabled': schema.boolean(),
@@ -102,6 +103,13 @@ def validate_config(config, num_available_devices=None) -> None:
   """
   schema.validate(config, FIELDS, experiment='dhp')
   cost_from_config(config.cost)
+  gap = config.gap
+  if not gap.min_utilisation <= gap.max_utilisation <= 1:
+    schema.fail(
+      'gap.max_utilisation',
+      gap.max_utilisation,
+      f'in [config.gap.min_utilisation={gap.min_utilisation}, 1]',
+    )
   try:
     model_config(config.train)
   except ValueError as e:

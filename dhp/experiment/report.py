@@ -102,8 +102,16 @@ def _summary(config, res: StageResults, paper_n, speed):
       )
     ),
     'gap_to_exact_mean': gap['mean_gap'],
+    'gap_to_exact_p90': gap['p90_gap'],
     'gap_to_exact_max': gap['max_gap'],
+    'gap_within_1pct_fraction': gap['within_1pct'],
     'gap_within_5pct_fraction': gap['within_5pct'],
+    'gap_false_no_plan': gap['no_plan'],
+    # DHP over the best static ring CP in the penalty sweep (>= 1: DHP is
+    # never slower than the best static plan there either).
+    'min_sweep_speedup_vs_static_ring': min(
+      (r[2] for r in res.sweep_rows), default=None
+    ),
     'utilisation_dhp_round1': res.utilisation_dhp,
     'utilisation_static_round1': res.utilisation_static,
   }

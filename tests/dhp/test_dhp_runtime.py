@@ -135,3 +135,31 @@ def test_planned_training_matches_single_device_over_steps():
     ref_params = optax.apply_updates(ref_params, updates)
     assert loss == pytest.approx(ref_loss, abs=1e-5)
   assert _max_diff(params, ref_params) < 1e-4
+
+
+def test_batch_step_accumulates_rounds_like_one_dense_step():
+  lens = [40, 9, 23, 70, 5, 31, 12, 18]
+  seqs = _sequences(lens, 3)
+  # 208 tokens on 4 ranks of 32: at least two rounds.
+  cost = cm.CostModel(a1=1e-3, a2=1e-1)
+  batch = pl.plan_batch(np.array(lens), 4, 32, cost)
+  assert len(batch.rounds) >= 2
+  runtime = rt.DHPRuntime(
+    CFG, optax.adam(1e-2), jax.devices()[:4], compiler_options=FAST
+  )
+  params0 = model_lib.init_params(jax.random.key(1), CFG)
+  params, opt_state = runtime.init(params0)
+  loss, grads, count = runtime.accumulate(params, seqs, batch)
+  ref_loss, ref_grads = rt.reference_loss_and_grads(params0, seqs, CFG)
+  assert count == sum(n - 1 for n in lens)
+  assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-5)
+  assert _max_diff(grads, ref_grads) < 1e-5
+  # One Adam step on the batch equals one dense Adam step.
+  new, _, step_loss = runtime.batch_step(params, opt_state, seqs, batch)
+  tx = optax.adam(1e-2)
+  updates, _ = tx.update(ref_grads, tx.init(params0), params0)
+  want = optax.apply_updates(params0, updates)
+  assert step_loss == pytest.approx(loss, rel=1e-6)
+  assert _max_diff(new, want) < 1e-5
+  with pytest.raises(ValueError, match='exactly one group'):
+    runtime.accumulate(params, seqs + seqs[:1], batch)

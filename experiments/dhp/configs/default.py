@@ -40,10 +40,11 @@ def get_config() -> ml_collections.ConfigDict:
   )
   c.gap = ml_collections.ConfigDict(
     {
-      'instances': 30,
-      'max_sequences': 7,
-      'max_devices': 8,
-      'capacity': 16384,
+      'instances': 100,
+      'max_sequences': 10,
+      'max_devices': 16,
+      'min_utilisation': 0.25,
+      'max_utilisation': 0.95,
     }
   )
   c.train = ml_collections.ConfigDict(

@@ -26,7 +26,7 @@ def get_config():
   c.latency.update(
     {'cluster_sizes': [8, 16], 'batch_sizes': [32], 'repeats': 2}
   )
-  c.gap.update({'instances': 6, 'max_sequences': 4, 'max_devices': 4})
+  c.gap.update({'instances': 6, 'max_sequences': 4, 'max_devices': 6})
   c.train.update(
     {
       'steps': 2,
