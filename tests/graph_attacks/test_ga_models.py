@@ -2,6 +2,7 @@
 
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,30 +27,6 @@ def _path_graph(weights=(1.0, 1.0, 1.0, 1.0)):
   )
 
 
-def test_gcn_propagate_hand_computed():
-  g = jax.tree.map(jnp.asarray, _path_graph())
-  out = models.gcn_propagate(g.nodes, g)
-  # deg with self loops: [2, 3, 2].
-  d = np.array([2.0, 3.0, 2.0])
-  x = np.array([1.0, 2.0, 4.0])
-  expect = np.array(
-    [
-      x[0] / d[0] + x[1] / np.sqrt(d[0] * d[1]),
-      x[1] / d[1] + x[0] / np.sqrt(d[0] * d[1]) + x[2] / np.sqrt(d[1] * d[2]),
-      x[2] / d[2] + x[1] / np.sqrt(d[1] * d[2]),
-    ]
-  )
-  np.testing.assert_allclose(out[:, 0], expect, rtol=1e-6)
-
-
-def test_gcn_weighted_degrees_hand_computed():
-  g = jax.tree.map(jnp.asarray, _path_graph((0.5, 0.5, 1.0, 1.0)))
-  out = models.gcn_propagate(g.nodes, g)
-  d = np.array([1.5, 2.5, 2.0])  # node1 in-weights 0.5 + 1.0 (+1 loop)
-  expect0 = 1.0 / d[0] + 0.5 * 2.0 / np.sqrt(d[0] * d[1])
-  np.testing.assert_allclose(out[0, 0], expect0, rtol=1e-6)
-
-
 @pytest.mark.parametrize('name', ['gcn', 'gat', 'sage'])
 def test_zero_weight_edge_equals_absent_and_padding(name):
   rng = np.random.RandomState(0)
@@ -64,29 +41,6 @@ def test_zero_weight_edge_equals_absent_and_padding(name):
   padded = graph_lib.pad_graph(g_cut, 9, 16)
   c = model(jax.tree.map(jnp.asarray, padded))[:5]
   np.testing.assert_allclose(c, b, rtol=1e-5, atol=1e-6)
-
-
-def test_gat_attention_is_softmax_over_neighbours():
-  # Star: node 0 receives from 1 and 2; one head, identity-like check.
-  x = np.eye(3, dtype=np.float32)
-  g = jax.tree.map(jnp.asarray, graph_lib.make_graph(x, [1, 2], [0, 0]))
-  layer = models.GATLayer(3, 2, 1, True, rngs=__import__('flax').nnx.Rngs(0))
-  h = layer.lin(g.nodes).reshape(3, 1, 2)
-  a_s = (h * layer.att_s[...][None]).sum(-1)[:, 0]
-  a_r = (h * layer.att_r[...][None]).sum(-1)[:, 0]
-  e = jax.nn.leaky_relu(a_s[jnp.array([1, 2, 0])] + a_r[0], 0.2)
-  alpha = jax.nn.softmax(e)
-  expect = (alpha[:, None] * h[jnp.array([1, 2, 0]), 0]).sum(0)
-  out = layer(g.nodes, g)
-  np.testing.assert_allclose(out[0], expect + layer.bias[...], rtol=1e-5)
-
-
-def test_sage_mean_hand_computed():
-  g = jax.tree.map(jnp.asarray, _path_graph((1.0, 1.0, 1.0, 3.0)))
-  out = models.sage_mean(g.nodes, g)
-  # node1 receives x0 (w1) and x2 (w1); node2 receives... edges 1->2 (w1);
-  # node0 receives 1->0 (w1); edge 2->1 has weight 3.
-  np.testing.assert_allclose(out[:, 0], [2.0, (1.0 + 3 * 4.0) / 4.0, 2.0])
 
 
 def test_unknown_model_name():
@@ -118,17 +72,6 @@ def test_fit_classifier_learns_separable_graph_and_rejects_bad_labels():
     )
 
 
-def test_masked_cross_entropy_and_unlearning_hand_computed():
-  logits = jnp.log(jnp.array([[0.5, 0.5], [0.9, 0.1]]))
-  labels = jnp.array([0, 1])
-  ce = train.masked_cross_entropy(logits, labels, jnp.array([1.0, 1.0]))
-  np.testing.assert_allclose(ce, 0.5 * (-np.log(0.5) - np.log(0.1)), 1e-6)
-  ce1 = train.masked_cross_entropy(logits, labels, jnp.array([0.0, 1.0]))
-  np.testing.assert_allclose(ce1, -np.log(0.1), rtol=1e-6)
-  pen = train.unlearning_penalty(logits, labels, jnp.array([1.0, 1.0]))
-  np.testing.assert_allclose(pen, 0.3, rtol=1e-6)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
   not os.path.isdir(CORA_DIR),
@@ -158,3 +101,70 @@ def test_gcn_reaches_published_accuracy_on_cora():
       float(train.masked_accuracy(logits, ds.labels, split.mask('test', n)))
     )
   assert np.mean(accs) > 0.795, accs
+
+
+class MessagePassingVariantsTest(chex.TestCase):
+  """Message passing and losses under jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_gcn_propagate_hand_computed(self):
+    g = jax.tree.map(jnp.asarray, _path_graph())
+    out = self.variant(models.gcn_propagate)(g.nodes, g)
+    chex.assert_equal_shape([out, g.nodes])
+    # deg with self loops: [2, 3, 2].
+    d = np.array([2.0, 3.0, 2.0])
+    x = np.array([1.0, 2.0, 4.0])
+    expect = np.array(
+      [
+        x[0] / d[0] + x[1] / np.sqrt(d[0] * d[1]),
+        x[1] / d[1] + x[0] / np.sqrt(d[0] * d[1]) + x[2] / np.sqrt(d[1] * d[2]),
+        x[2] / d[2] + x[1] / np.sqrt(d[1] * d[2]),
+      ]
+    )
+    np.testing.assert_allclose(out[:, 0], expect, rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_gcn_weighted_degrees_hand_computed(self):
+    g = jax.tree.map(jnp.asarray, _path_graph((0.5, 0.5, 1.0, 1.0)))
+    out = self.variant(models.gcn_propagate)(g.nodes, g)
+    d = np.array([1.5, 2.5, 2.0])  # node1 in-weights 0.5 + 1.0 (+1 loop)
+    expect0 = 1.0 / d[0] + 0.5 * 2.0 / np.sqrt(d[0] * d[1])
+    np.testing.assert_allclose(out[0, 0], expect0, rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_gat_attention_is_softmax_over_neighbours(self):
+    # Star: node 0 receives from 1 and 2; one head, identity-like check.
+    x = np.eye(3, dtype=np.float32)
+    g = jax.tree.map(jnp.asarray, graph_lib.make_graph(x, [1, 2], [0, 0]))
+    layer = models.GATLayer(3, 2, 1, True, rngs=__import__('flax').nnx.Rngs(0))
+    h = layer.lin(g.nodes).reshape(3, 1, 2)
+    a_s = (h * layer.att_s[...][None]).sum(-1)[:, 0]
+    a_r = (h * layer.att_r[...][None]).sum(-1)[:, 0]
+    e = jax.nn.leaky_relu(a_s[jnp.array([1, 2, 0])] + a_r[0], 0.2)
+    alpha = jax.nn.softmax(e)
+    expect = (alpha[:, None] * h[jnp.array([1, 2, 0]), 0]).sum(0)
+    out = self.variant(lambda x, graph: layer(x, graph))(g.nodes, g)
+    chex.assert_shape(out, (3, 2))
+    np.testing.assert_allclose(out[0], expect + layer.bias[...], rtol=1e-5)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_sage_mean_hand_computed(self):
+    g = jax.tree.map(jnp.asarray, _path_graph((1.0, 1.0, 1.0, 3.0)))
+    out = self.variant(models.sage_mean)(g.nodes, g)
+    # node1 receives x0 (w1) and x2 (w1); node2 receives... edges 1->2 (w1);
+    # node0 receives 1->0 (w1); edge 2->1 has weight 3.
+    np.testing.assert_allclose(out[:, 0], [2.0, (1.0 + 3 * 4.0) / 4.0, 2.0])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_masked_cross_entropy_and_unlearning_hand_computed(self):
+    logits = jnp.log(jnp.array([[0.5, 0.5], [0.9, 0.1]]))
+    labels = jnp.array([0, 1])
+    ce_fn = self.variant(train.masked_cross_entropy)
+    ce = ce_fn(logits, labels, jnp.array([1.0, 1.0]))
+    np.testing.assert_allclose(ce, 0.5 * (-np.log(0.5) - np.log(0.1)), 1e-6)
+    ce1 = ce_fn(logits, labels, jnp.array([0.0, 1.0]))
+    np.testing.assert_allclose(ce1, -np.log(0.1), rtol=1e-6)
+    pen = self.variant(train.unlearning_penalty)(
+      logits, labels, jnp.array([1.0, 1.0])
+    )
+    np.testing.assert_allclose(pen, 0.3, rtol=1e-6)
