@@ -22,6 +22,7 @@ from graph_attacks import baselines
 from graph_attacks import bilevel
 from graph_attacks import cluster
 from graph_attacks import cpgba
+from graph_attacks import functional
 from graph_attacks import graph as graph_lib
 from graph_attacks import models
 from graph_attacks import prompt as prompt_lib
@@ -39,7 +40,8 @@ class TrainedAttack:
     name: one of `ATTACKS`.
     poisoned: int `[P]` V_P.
     target: target class y_t.
-    trigger_fn: `(x [M, F], key) -> (feats, inner, attach)`, eval mode.
+    trigger_fn: `(x [M, F], key) -> (feats, inner, attach)`, eval mode; a
+      pytree callable (`functional.module_fn`).
     size: trigger size n.
     seconds: wall time of training (selection included).
     history: per-epoch bi-level metrics (empty for SBA).
@@ -161,7 +163,15 @@ def train_attack(
       np.concatenate([split.train, split.unlabeled])
     ]
     sba = baselines.SBATrigger(real, size, name.split('_')[1], 0.5, seed)
-    return TrainedAttack(name, poison, target, sba, size, time.time() - t0, [])
+    return TrainedAttack(
+      name,
+      poison,
+      target,
+      functional.module_fn(sba, 'eval'),
+      size,
+      time.time() - t0,
+      [],
+    )
 
   padded = graph_lib.pad_to_bucket(graph)
   lab = graph_lib.pad_rows(labels, padded.nodes.shape[0])
@@ -255,12 +265,9 @@ def train_attack(
     seed=seed,
     frozen_surrogate=frozen,
   )
-  graphdef, state = nnx.split(attack)
-
-  @jax.jit
-  def trigger_fn(x, key):
-    return nnx.merge(graphdef, state)(x, key, 'eval')
-
+  # A pytree callable: the trained weights (CP-GBA's repository) are traced
+  # arguments of the jitted evaluation, not compile-time constants.
+  trigger_fn = functional.module_fn(attack, 'eval')
   return TrainedAttack(
     name, poison, target, trigger_fn, size, time.time() - t0, history
   )

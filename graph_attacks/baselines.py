@@ -65,7 +65,7 @@ class Generator(nnx.Module):
     return feats, inner, first_node_attach(m, self.size)
 
 
-class SBATrigger:
+class SBATrigger(nnx.Module):
   """SBA's random trigger (no training).
 
   Args:
@@ -91,20 +91,26 @@ class SBATrigger:
     rng = np.random.RandomState(seed)
     a, b = np.triu_indices(size, 1)
     upper = (rng.rand(a.size) < edge_prob).astype(np.float32)
-    self.inner = jnp.asarray(triggers.pairs_to_matrix(jnp.asarray(upper), size))
-    self.real = jnp.asarray(real_features)
-    self.mean = self.real.mean(0)
-    self.std = self.real.std(0)
+    real = jnp.asarray(real_features)
+    # Variables (not constants): the module is a pytree whose arrays are
+    # traced arguments of the jitted evaluation (`functional.module_fn`).
+    self.inner = nnx.Variable(
+      triggers.pairs_to_matrix(jnp.asarray(upper), size)
+    )
+    self.real = nnx.Variable(real)
+    self.mean = nnx.Variable(real.mean(0))
+    self.std = nnx.Variable(real.std(0))
     self.size, self.kind = size, kind
 
   def __call__(self, x, key, mode='eval'):
     del mode
     m, f = x.shape
+    real = self.real[...]
     if self.kind == 'samp':
-      idx = jax.random.randint(key, (m, self.size), 0, self.real.shape[0])
-      feats = self.real[idx]
+      idx = jax.random.randint(key, (m, self.size), 0, real.shape[0])
+      feats = real[idx]
     else:
       noise = jax.random.normal(key, (m, self.size, f))
-      feats = self.mean + self.std * noise
-    inner = jnp.broadcast_to(self.inner, (m, self.size, self.size))
+      feats = self.mean[...] + self.std[...] * noise
+    inner = jnp.broadcast_to(self.inner[...], (m, self.size, self.size))
     return feats, inner, first_node_attach(m, self.size)

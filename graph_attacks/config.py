@@ -90,6 +90,7 @@ FIELDS: dict = {
     },
   },
   'victim': {
+    'seed_offset': schema.integer(0),
     'hidden': _POS,
     'dropout': _RATE,
     'epochs': _POS,

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from graph_attacks import functional
 from graph_attacks import train as train_lib
 from graph_attacks import triggers
 
@@ -105,9 +106,32 @@ class OutlierDetector:
 
   def apply(self, graph: jraph.GraphsTuple) -> jraph.GraphsTuple:
     """Removes (zero-weights) every edge touching a flagged node."""
-    bad = self.flags(graph.nodes)
-    cut = bad[graph.senders] | bad[graph.receivers]
-    return graph._replace(edges=jnp.where(cut, 0.0, graph.edges))
+    return cut_outliers(self.ae, self.threshold, graph)
+
+  def as_fn(self) -> jax.tree_util.Partial:
+    """`apply` as a pytree callable (a jitted function's argument)."""
+    return jax.tree_util.Partial(
+      cut_outliers, functional.module_fn(self.ae), jnp.float32(self.threshold)
+    )
+
+
+def cut_outliers(reconstruct, threshold, graph: jraph.GraphsTuple):
+  """Zero-weights every edge touching a node whose error exceeds `threshold`.
+
+  Args:
+    reconstruct: the autoencoder, `x [N, F] -> [N, F]`.
+    threshold: scalar reconstruction-error threshold.
+    graph: the graph to clean.
+  """
+  x = graph.nodes
+  bad = ((reconstruct(x) - x) ** 2).mean(-1) > threshold
+  cut = bad[graph.senders] | bad[graph.receivers]
+  return graph._replace(edges=jnp.where(cut, 0.0, graph.edges))
+
+
+def prune_fn(threshold: float) -> jax.tree_util.Partial:
+  """`prune_edges(., threshold)` as a pytree callable."""
+  return jax.tree_util.Partial(prune_edges, threshold=jnp.float32(threshold))
 
 
 def drop_edges(graph: jraph.GraphsTuple, key, rate: float):

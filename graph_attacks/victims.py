@@ -13,6 +13,7 @@ import numpy as np
 
 from graph_attacks import contrastive
 from graph_attacks import defences
+from graph_attacks import functional
 from graph_attacks import models
 from graph_attacks import prompt as prompt_lib
 from graph_attacks import train as train_lib
@@ -45,7 +46,14 @@ def fit_victim(
   seed: int,
   unlearn_mask=None,
 ):
-  """Trains a victim on the (poisoned, padded) graph; returns logits_fn."""
+  """Trains a victim on the (poisoned, padded) graph; returns logits_fn.
+
+  `logits_fn(graph) -> [N, C]` is a pytree callable
+  (`functional.module_fn`), so jitted evaluations take it as an argument.
+  `seed` seeds the victim's initialisation and dropout; the experiment
+  passes the attacker's seed plus `victim.seed_offset` (an independent
+  victim: the attacker knows the architecture, not the weights).
+  """
   family = paradigm_family(paradigm)
   if family == 'GSL':
     model = models.build_model(
@@ -109,7 +117,7 @@ def fit_victim(
       weight_decay=p.weight_decay,
       seed=seed,
     )
-  return lambda g: train_lib.predict(model, g)
+  return functional.module_fn(model)
 
 
 def rigbd_victim(
@@ -186,4 +194,4 @@ def rigbd_victim(
     seed=seed,
     unlearn_mask=jnp.asarray(unlearn),
   )
-  return (lambda g: train_lib.predict(model, g)), flagged
+  return functional.module_fn(model), flagged

@@ -4,48 +4,30 @@ The attack's triggers are trained once on the attacker's training graph;
 the training and full graphs are poisoned (triggers on V_P, V_P relabelled
 y_t); then, for every defence, each paradigm's victim is trained on the
 (defended) poisoned graph and scored: CA on the clean-test nodes, overall
-ASR on the triggered 2-hop subgraphs of the attack nodes.
+ASR on the triggered 2-hop subgraphs of the attack nodes, beside the same
+triggers' ASR on the clean victim of that paradigm (the control).
 """
 
 from __future__ import annotations
 
 import time
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from graph_attacks import attacks as attacks_lib
-from graph_attacks import defences
 from graph_attacks import evaluate
 from graph_attacks import graph as graph_lib
 from graph_attacks import victims
+from graph_attacks.pipeline import clean
 from graph_attacks.pipeline import prepare
 
 # Per-epoch bi-level metrics kept in a unit's result (for the curves).
 HISTORY_KEYS = ('outer_asr', 'outer_loss')
 
 
-def defence_fn(name: str, cfg: ml_collections.ConfigDict, graph, num_real):
-  """Graph-editing defence built on `graph` (None for 'none' and 'rigbd').
-
-  Args:
-    name: one of `defences.DEFENCES`.
-    cfg: the config's `defence` field.
-    graph: the padded poisoned training graph (OD fits its threshold here).
-    num_real: nodes of `graph` before padding.
-  """
-  if name == 'prune':
-    thr = cfg.prune_threshold
-    return lambda g: defences.prune_edges(jax.tree.map(jnp.asarray, g), thr)
-  if name == 'od':
-    real = np.arange(graph.nodes.shape[0]) < num_real
-    od = defences.OutlierDetector(
-      graph.nodes, real, epochs=cfg.od_epochs, percentile=cfg.od_percentile
-    )
-    return lambda g: od.apply(jax.tree.map(jnp.asarray, g))
-  return None
+# Kept here for callers of the earlier location.
+defence_fn = prepare.defence_fn
 
 
 def victim_runs(config: ml_collections.ConfigDict):
@@ -66,14 +48,23 @@ def run_seed_attack(
 ) -> dict:
   """Trains one attack and evaluates every (defence, paradigm) victim.
 
+  Each row also holds the control: the same triggers applied to the clean
+  victim of that paradigm (`clean.clean_victim`, trained on the clean
+  graph, defended the same way), whose ASR is the evasion floor a
+  backdoor's ASR is measured against (lift = asr - clean_asr).
+
   Returns:
-    `{'rows': [{'attack', 'defence', 'paradigm', 'asr', 'ca',
+    `{'rows': [{'attack', 'defence', 'paradigm', 'asr', 'flip_asr',
+    'clean_asr', 'clean_flip_asr', 'ca', 'clean_ca',
     'flagged_poison_frac'}], 'attack_seconds', 'eval_seconds',
-    'eval_subgraphs', 'history': {key: [per epoch]}}`.
+    'eval_subgraphs', 'history': {key: [per epoch]}}`. `flip_*` count
+    only the attack nodes whose true class is not the target.
   """
   data, split, seed = inputs.data, inputs.split, inputs.seed
   labels, c = data.labels, data.num_classes
   pretrained, batch = inputs.pretrained, inputs.batch
+  vseed = prepare.victim_seed(config, seed)
+  atk_y = clean.atk_labels(inputs)
   attack = attacks_lib.train_attack(
     attack_name,
     inputs.train_graph,
@@ -97,10 +88,12 @@ def run_seed_attack(
   built = {}
   for dname, par in victim_runs(config):
     if dname not in built:
-      dfn = defence_fn(dname, config.defence, g_p, num_real)
-      g_train = g_p if dfn is None else jax.tree.map(np.asarray, dfn(g_p))
-      g_full = full_p if dfn is None else dfn(full_p)
-      built[dname] = (dfn, g_train, g_full)
+      dfn = prepare.defence_fn(dname, config.defence, g_p, num_real)
+      built[dname] = (
+        dfn,
+        prepare.apply_defence(dfn, g_p),
+        prepare.apply_defence(dfn, full_p),
+      )
     dfn, g_train, g_full = built[dname]
     if dname == 'rigbd':
       fn, flagged = victims.rigbd_victim(
@@ -112,7 +105,7 @@ def run_seed_attack(
         config.victim,
         attack.target,
         num_real_nodes=num_real,
-        seed=seed,
+        seed=vseed,
       )
       caught = float(np.isin(attack.poisoned, flagged).mean())
     else:
@@ -125,23 +118,37 @@ def run_seed_attack(
         config.victim,
         num_real_nodes=num_real,
         pretrained=pretrained,
-        seed=seed,
+        seed=vseed,
       )
       caught = None
     ca = evaluate.accuracy(fn, g_full, labels, split.clean_test)
+    clean_fn, clean_dfn, clean_full = clean.clean_victim(
+      config, inputs, par, dname
+    )
     t0 = time.time()
-    asr = evaluate.attack_success_rate(
-      fn, batch, attack.trigger_fn, attack.target, defence=dfn, seed=seed
+    pred = evaluate.triggered_predictions(
+      fn, batch, attack.trigger_fn, defence=dfn, seed=seed
+    )
+    pred_clean = evaluate.triggered_predictions(
+      clean_fn, batch, attack.trigger_fn, defence=clean_dfn, seed=seed
     )
     eval_time += time.time() - t0
-    eval_count += batch.centers.size
+    eval_count += 2 * batch.centers.size
+    rates = evaluate.success_rates(pred, atk_y, attack.target)
+    control = evaluate.success_rates(pred_clean, atk_y, attack.target)
     rows.append(
       {
         'attack': attack_name,
         'defence': dname,
         'paradigm': par,
-        'asr': asr,
+        'asr': rates['asr'],
+        'flip_asr': rates['flip_asr'],
+        'clean_asr': control['asr'],
+        'clean_flip_asr': control['flip_asr'],
         'ca': ca,
+        'clean_ca': evaluate.accuracy(
+          clean_fn, clean_full, labels, split.clean_test
+        ),
         'flagged_poison_frac': caught,
       }
     )

@@ -14,10 +14,12 @@ import dataclasses
 import os
 
 import jax
+import jax.numpy as jnp
 import jraph
 import ml_collections
 import numpy as np
 
+from graph_attacks import defences
 from graph_attacks import evaluate
 from graph_attacks import graph as graph_lib
 from graph_attacks import projection
@@ -54,6 +56,8 @@ class SeedInputs:
     train_graph: `data.graph` without the test nodes' edges.
     batch: triggered-ASR batch of the attack nodes' 2-hop subgraphs.
     pretrained: the link-prediction pre-trained GCN.
+    cache: in-memory products shared by the seed's units (clean victims
+      per defence, defended clean graphs), filled on first use.
   """
 
   seed: int
@@ -63,6 +67,47 @@ class SeedInputs:
   train_graph: jraph.GraphsTuple
   batch: evaluate.SubgraphBatch
   pretrained: prompt_lib.PretrainedGCN
+  cache: dict = dataclasses.field(default_factory=dict)
+
+
+def victim_seed(config: ml_collections.ConfigDict, seed: int) -> int:
+  """The victims' seed: the attacker's plus `victim.seed_offset`.
+
+  With an offset > 0 the victim's initialisation and dropout masks differ
+  from the attacker's surrogate (the attacker knows the architecture
+  family, not the weights); 0 reproduces the shared-seed protocol.
+  """
+  return int(seed) + int(config.victim.seed_offset)
+
+
+def defence_fn(name: str, cfg: ml_collections.ConfigDict, graph, num_real):
+  """Graph-editing defence built on `graph` (None for 'none' and 'rigbd').
+
+  A pytree callable (`jax.tree_util.Partial`) that jitted evaluations take
+  as an argument.
+
+  Args:
+    name: one of `defences.DEFENCES`.
+    cfg: the config's `defence` field.
+    graph: the padded training graph (OD fits its threshold here).
+    num_real: nodes of `graph` before padding.
+  """
+  if name == 'prune':
+    return defences.prune_fn(cfg.prune_threshold)
+  if name == 'od':
+    real = np.arange(graph.nodes.shape[0]) < num_real
+    od = defences.OutlierDetector(
+      graph.nodes, real, epochs=cfg.od_epochs, percentile=cfg.od_percentile
+    )
+    return od.as_fn()
+  return None
+
+
+def apply_defence(dfn, graph):
+  """`dfn(graph)` with NumPy leaves (identity when `dfn` is None)."""
+  if dfn is None:
+    return graph
+  return jax.tree.map(np.asarray, dfn(jax.tree.map(jnp.asarray, graph)))
 
 
 def project(

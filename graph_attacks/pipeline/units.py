@@ -40,12 +40,15 @@ def _inputs_slice(config: ml_collections.ConfigDict, seed: int) -> dict:
 def victim_slice(cfg: ml_collections.ConfigDict, paradigm: str) -> dict:
   """The victim settings `victims.fit_victim(paradigm, ...)` reads."""
   family = victims.paradigm_family(paradigm)
+  out = {'seed_offset': cfg.seed_offset}
   if family == 'GSL':
     keys = ('hidden', 'dropout', 'epochs', 'learning_rate', 'weight_decay')
-    return {k: cfg[k] for k in keys}
-  if family == 'GCL':
-    return {'grace': _d(cfg.grace)}
-  return {'prompt': _d(cfg.prompt)}
+    out.update({k: cfg[k] for k in keys})
+  elif family == 'GCL':
+    out['grace'] = _d(cfg.grace)
+  else:
+    out['prompt'] = _d(cfg.prompt)
+  return out
 
 
 def clean_slice(

@@ -59,8 +59,13 @@ def get_config() -> ml_collections.ConfigDict:
       ),
     )
   )
+  # Victims are seeded with seed + seed_offset: their initialisation and
+  # dropout masks differ from the attacker's surrogate (the attacker knows
+  # the architecture family, not the weights). 0 = the shared-seed protocol
+  # (the released code seeds everything from one --seed).
   c.victim = ml_collections.ConfigDict(
     dict(
+      seed_offset=1000,
       hidden=64,
       dropout=0.5,
       epochs=200,
