@@ -1,0 +1,89 @@
+"""e3tir default: the main job's run (3 paired seeds, a few minutes on CPU).
+
+Tiny decoder (d64, 2 layers); arithmetic (2-3 operands, calculator) and
+1-hop knowledge questions (BM25 top-2 retrieval, held-out entities in the
+test split); every arm takes `warmup_steps + rl_steps` optimizer steps from
+the same base LM; E3-TIR uses 10% of the SFT set's expert traces.
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.name = 'default'
+  c.seeds = (0, 1, 2)
+  c.arms = ('zero_rl', 'sft_rl', 'e3tir', 'e3tir_no_branch', 'e3tir_no_aagd',
+            'e3tir_no_hybrid')  # fmt: skip
+  c.task = ml_collections.ConfigDict(
+    {
+      'seed': 0,
+      'num_entities': 80,
+      'num_distractors': 40,
+      'qa_train': 120,
+      'qa_test': 40,
+      'math_train': 120,
+      'math_test': 40,
+      'max_operands': 3,
+      'max_digits': 2,
+      'topk': 1,
+      'data_file': '',  # a Tool-Star JSONL/parquet file replaces the train set
+    }
+  )
+  c.model = ml_collections.ConfigDict(
+    {'preset': 'tiny', 'd_model': 64, 'n_layers': 2, 'd_ff': 128, 'hf_dir': ''}
+  )
+  # base and sft share batch size and learning rate (one compiled step);
+  # rl and e3tir share the learning rate, and prompts_per_step *
+  # num_generations = e3tir prompts_per_step * (num_self + 1 + num_anchors *
+  # branches_per_anchor) (one compiled policy update).
+  c.base = ml_collections.ConfigDict(
+    {'steps': 150, 'batch_size': 32, 'learning_rate': 3e-3}
+  )
+  c.rollout = ml_collections.ConfigDict(
+    {'max_calls': 3, 'max_new_tokens': 12, 'max_obs_tokens': 28,
+     'temperature': 1.0}
+  )  # fmt: skip
+  c.reward = ml_collections.ConfigDict({'kind': 'em', 'format_penalty': -1.0})
+  c.budget = ml_collections.ConfigDict(
+    {
+      'expert_fraction': 0.1,
+      'warmup_steps': 12,
+      'rl_steps': 12,
+      'c_data': 1.0,
+      'c_step': 1.0,
+    }
+  )
+  c.sft = ml_collections.ConfigDict({'batch_size': 32, 'learning_rate': 3e-3})
+  c.rl = ml_collections.ConfigDict(
+    {
+      'prompts_per_step': 4,
+      'num_generations': 8,
+      'learning_rate': 1e-3,
+      'epsilon': 0.2,
+      'entropy_coef': 0.001,
+    }
+  )
+  c.e3tir = ml_collections.ConfigDict(
+    {
+      'prompts_per_step': 4,
+      'num_self': 3,
+      'num_anchors': 2,
+      'branches_per_anchor': 2,
+      'anchor_mode': 'topk',
+      'anchor_temperature': 1.0,
+      'combine': 'sum',
+      'mu': 0.5,
+      'aagd': True,
+      'prefix_ratio': 'old',
+      'gamma': 0.1,
+      'learning_rate': 1e-3,
+      'min_std': 0.0,
+      'relative_filter': False,
+      'margin': 0.0,
+      'gate': True,
+      'gate_threshold': 1.0,
+    }
+  )
+  c.eval = ml_collections.ConfigDict({'num_math': 32, 'num_qa': 32, 'every': 6})
+  return c
