@@ -173,7 +173,12 @@ def ring_attention(q, k, v, segment, position, axis_name, axis_size):
   half = t // 2
   scale = q.shape[-1] ** -0.5
   rank = jax.lax.axis_index(axis_name)
-  vary = lambda x: jax.lax.pcast(x, (axis_name,), to='varying')
+  # Under `shard_map` the inputs vary over the ring axis and so must the
+  # carry; under `vmap` (e.g. `chex.fake_pmap`) there is no such type.
+  varying = axis_name in getattr(jax.typeof(q), 'vma', frozenset())
+  vary = lambda x: (
+    jax.lax.pcast(x, (axis_name,), to='varying') if varying else x
+  )
   carry = (
     vary(jnp.full((h, t), NEG_INF, q.dtype)),
     vary(jnp.zeros((h, t), q.dtype)),

@@ -2,15 +2,18 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from jax.sharding import AxisType
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from dhp import ring_attention as ra
+from tests import tolerances as tol
 
 
 def test_zigzag_layout_hand_computed():
@@ -93,12 +96,51 @@ def test_ring_matches_dense(degree, offset):
   assert np.all(np.asarray(out)[pad] == 0)
 
 
-def test_dense_attention_is_causal_per_segment():
-  q, k, v, seg, pos = _inputs([6, 5], 1)
-  out = ra.dense_attention(q, k, v, seg, pos)
-  # The first token of each sequence attends only to itself.
-  first = np.nonzero((pos == 0) & (seg >= 0))[0]
-  np.testing.assert_allclose(np.asarray(out)[first], v[first], atol=1e-6)
+class RingVariantsTest(chex.TestCase):
+  """Dense attention under jit and without; the ring under pmap and fakes."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_dense_attention_is_causal_per_segment(self):
+    q, k, v, seg, pos = _inputs([6, 5], 1)
+    out = self.variant(ra.dense_attention)(q, k, v, seg, pos)
+    chex.assert_equal_shape([out, q])
+    chex.assert_tree_all_finite(out)
+    # The first token of each sequence attends only to itself.
+    first = np.nonzero((pos == 0) & (seg >= 0))[0]
+    np.testing.assert_allclose(np.asarray(out)[first], v[first], atol=1e-6)
+    # Padding queries give exactly 0 (a constant, not a computed value).
+    chex.assert_trees_all_equal(np.asarray(out)[seg < 0], 0.0 * v[seg < 0])
+
+  @parameterized.named_parameters(
+    ('pmap', False),  # jax.pmap over 3 of the 8 CPU devices
+    ('fake_pmap', True),  # chex.fake_pmap: the same program as a vmap
+  )
+  def test_ring_under_pmap_matches_dense(self, fake):
+    degree = 3
+    args = _inputs([13, 30, 5], degree, extra=1)
+    # zig-zag order is device-major: row r of the reshape is device r's shard.
+    shards = [np.reshape(x, (degree, -1) + np.shape(x)[1:]) for x in args]
+    fn = functools.partial(ra.ring_attention, axis_name='cp', axis_size=degree)
+    with chex.fake_pmap(enable_patching=fake):
+      ring = jax.pmap(fn, axis_name='cp', devices=jax.devices()[:degree])
+      out = np.reshape(ring(*shards), np.shape(args[0]))
+    ref = ra.dense_attention(*args)
+    # Online softmax over the ring vs one softmax: O(1) values, a few ops.
+    chex.assert_trees_all_close(out, ref, rtol=0.0, atol=tol.FEW_OPS)
+
+  @pytest.mark.slow  # eager shard_map, op by op: ~35 s on a loaded 2-core host
+  def test_ring_steps_through_eagerly_under_fake_jit(self):
+    # chex.fake_jit runs the shard_map'ed ring op by op (breakpoints work).
+    degree = 2
+    args = _inputs([5, 6], degree)
+    mesh, fn = _ring(degree, 0)
+    sharded = [jax.device_put(x, NamedSharding(mesh, P('cp'))) for x in args]
+    with chex.fake_jit(), jax.set_mesh(mesh):
+      out = jax.jit(fn)(*sharded)
+    ref = ra.dense_attention(*args)
+    chex.assert_trees_all_close(
+      np.asarray(out), ref, rtol=0.0, atol=tol.FEW_OPS
+    )
 
 
 @pytest.mark.slow
