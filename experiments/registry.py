@@ -20,4 +20,5 @@ EXPERIMENTS: dict[str, str] = {
   'readerlm': 'readerlm.experiment:run',
   'graftllm': 'graftllm.experiment:run',
   'rlvr_backdoor': 'rlvr_backdoor.experiment:run',
+  'e3tir': 'e3tir.experiment:run',
 }
