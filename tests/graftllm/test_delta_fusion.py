@@ -1,6 +1,9 @@
 """Delta extraction (trees, HF directories), routing, continual learning,
 the merging baselines and the implicit router."""
 
+import math
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,11 +110,9 @@ def test_continual_learning_is_bit_identical_and_removal_removes():
   out_a = np.asarray(apply(pa, tokens, mask))
   lib.add(packs['b'])
   pa2 = lib.params_for({'a': 1.0})
-  for x, y in zip(
-    jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pa2), strict=True
-  ):
-    np.testing.assert_array_equal(x, y)
-  np.testing.assert_array_equal(apply(pa2, tokens, mask), out_a)
+  # Adding pack B leaves A's parameters and outputs bit-identical.
+  chex.assert_trees_all_equal(pa, pa2)
+  chex.assert_trees_all_equal(np.asarray(apply(pa2, tokens, mask)), out_a)
   # The pack changed the model, and B's routing differs from A's.
   assert not np.array_equal(out_a, apply(base, tokens, mask))
   assert not np.array_equal(
@@ -120,9 +121,7 @@ def test_continual_learning_is_bit_identical_and_removal_removes():
   lib.remove('a')
   with pytest.raises(KeyError, match="no pack named 'a'.*\\('b',\\)"):
     lib.params_for({'a': 1.0})
-  leaves = jax.tree_util.tree_leaves
-  for x, y in zip(leaves(lib.params_for({})), leaves(base), strict=True):
-    np.testing.assert_array_equal(x, y)
+  chex.assert_trees_all_equal(lib.params_for({}), base)
   with pytest.raises(ValueError, match='already in the library'):
     lib.add(packs['b'])
   r = fusion.ExplicitRouter({'math': 'b'})
@@ -209,11 +208,36 @@ def test_lora_budget_and_zero_start():
   assert lora.rank_for_bytes(base, 3 * per_rank + 5) == 3
   ad = lora.init_lora(jax.random.key(0), base, 3)
   same = lora.apply_lora(base, ad, alpha=6.0)
-  for x, y in zip(
-    jax.tree_util.tree_leaves(same),
-    jax.tree_util.tree_leaves(base),
-    strict=True,
-  ):
-    np.testing.assert_array_equal(x, y)
+  chex.assert_trees_all_equal(same, base)  # zero-initialised B: no change
   with pytest.raises(ValueError, match='exceeds min'):
     lora.init_lora(jax.random.key(0), base, 9)
+
+
+class RouterVariantsTest(chex.TestCase):
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_route_and_top1_hand_case(self):
+    # Identity first layer, ReLU, then a 2-pack head: logits [x0, x1] for
+    # x >= 0, so softmax([2, 0]) and softmax([0, 1]).
+    params = {
+      'w1': jnp.eye(2),
+      'b1': jnp.zeros(2),
+      'w2': jnp.eye(2),
+      'b2': jnp.zeros(2),
+    }
+    feats = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+    weights = self.variant(router.route)(params, feats)
+    chex.assert_shape(weights, (2, 2))
+    e2, e1 = math.exp(2.0), math.exp(1.0)
+    want = [[e2 / (e2 + 1), 1 / (e2 + 1)], [1 / (1 + e1), e1 / (1 + e1)]]
+    tolerances.assert_close(weights, want, tolerances.FEW_OPS)
+    chosen = self.variant(router.top1)(params, feats)
+    chex.assert_trees_all_equal(chosen, jnp.array([0, 1]))  # an argmax
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_pooled_embeddings_hand_case(self):
+    embedding = jnp.array([[1.0, 0.0], [0.0, 2.0], [4.0, 4.0]])
+    tokens = jnp.array([[0, 1, 2], [2, 2, 0]])
+    mask = jnp.array([[1, 1, 0], [1, 0, 0]])
+    feats = self.variant(router.pooled_embeddings)(embedding, tokens, mask)
+    # Row 0: mean of rows 0 and 1; row 1: row 2 alone (dyadic: exact).
+    chex.assert_trees_all_equal(feats, jnp.array([[0.5, 1.0], [4.0, 4.0]]))
