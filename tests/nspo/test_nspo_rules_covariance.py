@@ -1,6 +1,6 @@
 """Threshold rules and streaming covariance accumulation."""
 
-import jax
+import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -67,42 +67,6 @@ def _captures(rng, num_layers, b, t, d):
   return rng.normal(size=(num_layers, b, t, d)).astype(np.float32)
 
 
-def test_accumulate_matches_numpy_with_mask_and_streams():
-  rng = np.random.default_rng(0)
-  x1, x2 = _captures(rng, 2, 3, 5, 4), _captures(rng, 2, 3, 5, 4)
-  m1 = (rng.random((3, 5)) > 0.3).astype(np.float32)
-  m2 = np.ones((3, 5), np.float32)
-  stats = nspo.init_stats({'mlp_in': (2, 4)})
-  step = jax.jit(nspo.accumulate)
-  stats = step(stats, {'mlp_in': x1, 'other': x1[..., :2]}, m1)
-  stats = step(stats, {'mlp_in': x2}, m2)
-  for layer in range(2):
-    a = x1[layer].reshape(-1, 4)[m1.reshape(-1) > 0]
-    b = x2[layer].reshape(-1, 4)
-    k = np.concatenate([a, b])
-    np.testing.assert_allclose(
-      stats.sums['mlp_in'][layer], k.T @ k, rtol=1e-5, atol=1e-5
-    )
-  assert float(stats.counts['mlp_in']) == m1.sum() + 15
-  moments = nspo.second_moments(stats)
-  np.testing.assert_allclose(
-    moments['mlp_in'],
-    np.asarray(stats.sums['mlp_in']) / (m1.sum() + 15),
-    rtol=1e-6,
-  )
-
-
-def test_merge_adds():
-  rng = np.random.default_rng(1)
-  x = _captures(rng, 1, 2, 3, 2)
-  s = nspo.accumulate(nspo.init_stats({'a': (1, 2)}), {'a': x})
-  both = nspo.merge(s, s)
-  np.testing.assert_allclose(both.sums['a'], 2 * s.sums['a'])
-  assert float(both.counts['a']) == 12
-  with pytest.raises(ValueError, match='different sites'):
-    nspo.merge(s, nspo.init_stats({'b': (1, 2)}))
-
-
 def test_accumulate_errors_name_the_site():
   stats = nspo.init_stats({'mlp_in': (2, 4)})
   with pytest.raises(KeyError, match='mlp_in'):
@@ -125,3 +89,44 @@ def test_non_finite_and_empty_statistics_raise_naming_layer():
     nspo.second_moments(stats)
   with pytest.raises(ValueError, match='no tokens'):
     nspo.second_moments(nspo.init_stats({'mlp_in': (1, 3)}))
+
+
+class CovarianceVariantsTest(chex.TestCase):
+  """Streaming statistics under jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_accumulate_matches_numpy_with_mask_and_streams(self):
+    rng = np.random.default_rng(0)
+    x1, x2 = _captures(rng, 2, 3, 5, 4), _captures(rng, 2, 3, 5, 4)
+    m1 = (rng.random((3, 5)) > 0.3).astype(np.float32)
+    m2 = np.ones((3, 5), np.float32)
+    stats = nspo.init_stats({'mlp_in': (2, 4)})
+    step = self.variant(nspo.accumulate)
+    stats = step(stats, {'mlp_in': x1, 'other': x1[..., :2]}, m1)
+    stats = step(stats, {'mlp_in': x2}, m2)
+    for layer in range(2):
+      a = x1[layer].reshape(-1, 4)[m1.reshape(-1) > 0]
+      b = x2[layer].reshape(-1, 4)
+      k = np.concatenate([a, b])
+      np.testing.assert_allclose(
+        stats.sums['mlp_in'][layer], k.T @ k, rtol=1e-5, atol=1e-5
+      )
+    assert float(stats.counts['mlp_in']) == m1.sum() + 15
+    moments = nspo.second_moments(stats)
+    np.testing.assert_allclose(
+      moments['mlp_in'],
+      np.asarray(stats.sums['mlp_in']) / (m1.sum() + 15),
+      rtol=1e-6,
+    )
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_merge_adds(self):
+    rng = np.random.default_rng(1)
+    x = _captures(rng, 1, 2, 3, 2)
+    s = self.variant(nspo.accumulate)(nspo.init_stats({'a': (1, 2)}), {'a': x})
+    both = self.variant(nspo.merge)(s, s)
+    chex.assert_trees_all_equal_shapes_and_dtypes(both, s)
+    np.testing.assert_allclose(both.sums['a'], 2 * s.sums['a'])
+    assert float(both.counts['a']) == 12
+    with pytest.raises(ValueError, match='different sites'):
+      nspo.merge(s, nspo.init_stats({'b': (1, 2)}))

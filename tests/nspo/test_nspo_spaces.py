@@ -1,11 +1,14 @@
 """Projector estimation, representations and serialisation."""
 
+import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import nspo
 from nspo import spaces as spaces_lib
+from tests import tolerances as tol
 
 
 def _note_case():
@@ -139,3 +142,19 @@ def test_orbax_round_trip(tmp_path):
     nspo.load_spaces(str(tmp_path / 'missing'))
   with pytest.raises(ValueError, match="site 'a'"):
     spaces_lib.from_tree({'a': {'matrix': jnp.zeros((1, 2, 2))}})
+
+
+class ApplyVariantsTest(chex.TestCase):
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  @parameterized.parameters('dense', 'complement', 'null_basis')
+  def test_apply_equals_dense_matrix_product(self, rep):
+    rng = np.random.default_rng(3)
+    ks = [rng.standard_normal((3, 8)), rng.standard_normal((5, 8))]
+    c = np.stack([k.T @ k for k in ks])
+    p = nspo.from_moments({'s': c}, nspo.relative(1e-6), rep)['s']
+    u = jnp.asarray(rng.standard_normal((2, 8, 6)), jnp.float32)
+    got = self.variant(spaces_lib.apply)(p, u)
+    chex.assert_equal_shape([got, u])
+    want = np.asarray(nspo.to_dense(p), np.float64) @ np.asarray(u, np.float64)
+    # An 8-term projection of O(1) normals in float32: a few ops.
+    tol.assert_close(got, want, tol.FEW_OPS, scale=float(np.abs(u).max()))
