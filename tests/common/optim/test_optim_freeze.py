@@ -1,5 +1,6 @@
 """Freezing by path on an NNX model with a real adamw chain."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,3 +120,38 @@ def test_unmatched_freeze_pattern_raises():
   )
   with pytest.raises(ValueError, match='Available paths: head/bias'):
     tx.init(params)
+
+
+class FreezeVariantsTest(chex.TestCase):
+  """The freezing transforms' updates under jit and without."""
+
+  def _tree(self):
+    return {
+      'embed': {'embedding': jnp.array([[1.0, -2.0], [3.0, 0.5]])},
+      'head': {'kernel': jnp.array([0.25, -4.0])},
+    }
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_freeze_zeroes_masked_and_passes_the_rest(self):
+    grads = self._tree()
+    tx = optim.freeze(optim.path_mask(grads, ['embed/.*']))
+    updates, _ = self.variant(tx.update)(grads, tx.init(grads))
+    chex.assert_trees_all_equal_shapes_and_dtypes(updates, grads)
+    # Frozen leaves are the constant 0; the others are the inputs, untouched.
+    chex.assert_trees_all_equal(
+      updates['embed']['embedding'], jnp.zeros((2, 2))
+    )
+    chex.assert_trees_all_equal(updates['head'], grads['head'])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_with_frozen_sgd_hand_case(self):
+    grads = self._tree()
+    tx = optim.with_frozen(optax.sgd(0.5), grads, 'embed/.*')
+    updates, _ = self.variant(tx.update)(grads, tx.init(grads))
+    chex.assert_trees_all_equal(
+      updates['embed']['embedding'], jnp.zeros((2, 2))
+    )
+    # -0.5 * g of dyadic gradients: exact in float32.
+    chex.assert_trees_all_equal(
+      updates['head']['kernel'], jnp.array([-0.125, 2.0])
+    )
