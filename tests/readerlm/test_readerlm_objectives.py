@@ -35,17 +35,28 @@ class ContrastiveTest(chex.TestCase):
       f(opp, jnp.ones((1, 2), bool), 0.5), 0.0, atol=1e-7
     )
 
+  @chex.variants(with_jit=True, without_jit=True)
   def test_no_pairs_gives_zero(self):
     h = jnp.ones((2, 3, 4))
-    assert float(objectives.contrastive_loss(h, jnp.zeros((2, 3), bool))) == 0.0
+    f = self.variant(objectives.contrastive_loss)
+    assert float(f(h, jnp.zeros((2, 3), bool))) == 0.0  # the constant 0
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_linear_merge_hand_computed(self):
+    a = {'w': jnp.array([1.0, 2.0]), 'b': jnp.array(0.0)}
+    b = {'w': jnp.array([3.0, 6.0]), 'b': jnp.array(4.0)}
+    merge = self.variant(
+      lambda x, y: objectives.linear_merge([x, y], [0.25, 0.75])
+    )
+    m = merge(a, b)
+    chex.assert_trees_all_equal_shapes_and_dtypes(m, a)
+    np.testing.assert_allclose(m['w'], [2.5, 5.0], rtol=1e-6)
+    np.testing.assert_allclose(m['b'], 3.0, rtol=1e-6)
 
 
-def test_linear_merge_hand_computed_and_bad_weights():
+def test_linear_merge_bad_weights():
   a = {'w': jnp.array([1.0, 2.0]), 'b': jnp.array(0.0)}
   b = {'w': jnp.array([3.0, 6.0]), 'b': jnp.array(4.0)}
-  m = objectives.linear_merge([a, b], [0.25, 0.75])
-  np.testing.assert_allclose(m['w'], [2.5, 5.0], rtol=1e-6)
-  np.testing.assert_allclose(m['b'], 3.0, rtol=1e-6)
   with pytest.raises(ValueError, match='sum to 1'):
     objectives.linear_merge([a, b], [0.5, 0.6])
   with pytest.raises(ValueError, match='weights'):
