@@ -139,19 +139,6 @@ def test_ablation_flags_equal_their_hyperparameter_settings(flag, value, same):
   tol.assert_close(off, by_value)
 
 
-def test_uniform_and_player_weights_with_mask():
-  w = tpaw.uniform_weights((1, 3), jnp.array([1, 1, 0]))
-  np.testing.assert_array_equal(w, [[0.5, 0.5, 0.0]])  # dyadic
-  beta = tpaw.player_weights(jnp.array([[0.0, 2.0, 5.0]]), 0.5, [1, 1, 0])
-  e = math.exp(-1.0)
-  tol.assert_close(beta, [[1 / (1 + e), e / (1 + e), 0.0]], tol.FEW_OPS)
-
-
-def test_target_weights_boundary_is_inclusive():
-  alpha = tpaw.target_weights(jnp.array([[-1.0, 0.0, 1e-3]]), 6.0)
-  np.testing.assert_array_equal(alpha, [[6.0, 6.0, 1.0]])
-
-
 @pytest.mark.parametrize(
   'kw, match',
   [
@@ -173,3 +160,27 @@ def test_bad_shapes():
     tpaw.tpaw_losses(jnp.zeros(3), PG, TT, TG, **KW)
   with pytest.raises(ValueError, match='same'):
     tpaw.tpaw_losses(PT, PG, TT, TG[:, :1], **KW)
+
+
+class WeightsVariantsTest(chex.TestCase):
+  """The two weightings under jit and without (and pmap where vmapped)."""
+
+  @chex.variants(with_jit=True, without_jit=True, with_pmap=True)
+  def test_uniform_and_player_weights_with_mask(self):
+    w = self.variant(lambda m: tpaw.uniform_weights((1, 3), m))(
+      jnp.array([1, 1, 0])
+    )
+    np.testing.assert_array_equal(w, [[0.5, 0.5, 0.0]])  # dyadic
+    beta = self.variant(tpaw.player_weights)(
+      jnp.array([[0.0, 2.0, 5.0]]), 0.5, jnp.array([1, 1, 0])
+    )
+    chex.assert_shape(beta, (1, 3))
+    e = math.exp(-1.0)
+    tol.assert_close(beta, [[1 / (1 + e), e / (1 + e), 0.0]], tol.FEW_OPS)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_target_weights_boundary_is_inclusive(self):
+    alpha = self.variant(tpaw.target_weights)(
+      jnp.array([[-1.0, 0.0, 1e-3]]), 6.0
+    )
+    np.testing.assert_array_equal(alpha, [[6.0, 6.0, 1.0]])
