@@ -3,11 +3,14 @@
 All layers honour edge weights `graph.edges` `[E]` (0 = absent edge), which
 is what lets straight-through trigger gates receive gradient and lets
 padding and edge-dropping defences work at fixed shapes. Dropout takes an
-explicit PRNG key (`key=None` is evaluation), so jitted steps stay pure.
+explicit PRNG key (`key=None` is evaluation), so jitted steps stay pure. The
+message-passing functions check their shapes with chex asserts (static, so
+free under jit; an `AssertionError` naming the function and argument).
 """
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import jraph
@@ -24,6 +27,20 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+def _check_message_passing(name: str, x, graph: jraph.GraphsTuple) -> None:
+  """Shape contract (chex, static under jit): `x [N, D]`, edge arrays `[E]`."""
+  chex.assert_rank(x, 2, custom_message=f'{name}: node values x must be [N, D]')
+  chex.assert_rank(
+    [graph.senders, graph.receivers, graph.edges],
+    1,
+    custom_message=f'{name}: senders, receivers and edge weights must be [E]',
+  )
+  chex.assert_equal_shape(
+    [graph.senders, graph.receivers, graph.edges],
+    custom_message=f'{name}: senders, receivers and edge weights must be [E]',
+  )
+
+
 def gcn_propagate(
   x: jax.Array, graph: jraph.GraphsTuple, add_self_loops: bool = True
 ) -> jax.Array:
@@ -37,6 +54,7 @@ def gcn_propagate(
   Returns:
     `[N, D]`. Degrees are weighted: deg_i = sum_{j->i} w_ji (+ 1).
   """
+  _check_message_passing('gcn_propagate', x, graph)
   n = x.shape[0]
   w = graph.edges.astype(x.dtype)
   deg = jax.ops.segment_sum(w, graph.receivers, num_segments=n)
@@ -174,7 +192,11 @@ class GAT(nnx.Module):
 
 
 def sage_mean(x: jax.Array, graph: jraph.GraphsTuple) -> jax.Array:
-  """Weighted neighbour mean sum_j w_ji x_j / sum_j w_ji (0 if isolated)."""
+  """Weighted neighbour mean sum_j w_ji x_j / sum_j w_ji (0 if isolated).
+
+  Shapes as `gcn_propagate`: `x [N, D]`, edges `[E]` -> `[N, D]`.
+  """
+  _check_message_passing('sage_mean', x, graph)
   n = x.shape[0]
   w = graph.edges.astype(x.dtype)
   tot = jax.ops.segment_sum(w, graph.receivers, num_segments=n)

@@ -168,3 +168,13 @@ class MessagePassingVariantsTest(chex.TestCase):
       logits, labels, jnp.array([1.0, 1.0])
     )
     np.testing.assert_allclose(pen, 0.3, rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_shape_contracts_name_the_argument(self):
+    g = jax.tree.map(jnp.asarray, _path_graph())
+    propagate = self.variant(models.gcn_propagate)
+    with self.assertRaisesRegex(AssertionError, r'x must be \[N, D\]'):
+      propagate(g.nodes[:, 0], g)
+    bad = g._replace(edges=g.edges[:3])
+    with self.assertRaisesRegex(AssertionError, r'must be \[E\]'):
+      self.variant(models.sage_mean)(g.nodes, bad)
