@@ -53,6 +53,7 @@ def fields() -> dict:
       'steps': pos,
       'batch_size': pos,
       'learning_rate': lr,
+      'tool_fraction': schema.number(0.0, 1.0),
     },
     'rollout': {
       'max_calls': schema.integer(1, 8),

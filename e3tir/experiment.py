@@ -211,6 +211,15 @@ class Data:
     sft_texts = [r.expert_trajectory for r in self.train]
     base_prompts = [prompt_of(r) for r in self.train]
     base_targets = [f'<answer> {r.answers[0]} </answer>' for r in self.train]
+    # A few tool traces in the base corpus (`base.tool_fraction`): the base
+    # has seen the call format, as an instruct model has, but rarely uses
+    # it.
+    n_tool = round(config.base.tool_fraction * len(self.train))
+    seed_idx = np.random.default_rng([t.seed, 9]).permutation(len(self.train))
+    self.base_tool_idx = np.sort(seed_idx[:n_tool])
+    for i in self.base_tool_idx:
+      base_prompts.append(prompt_of(self.train[i]))
+      base_targets.append(self.train[i].expert_trajectory)
     for d in self.world.documents:
       title, _, text = d['contents'].partition('\n')
       base_prompts.append(title)

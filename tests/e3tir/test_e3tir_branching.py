@@ -34,7 +34,9 @@ def setup():
 
 def test_fork_equals_reprefill(setup):
   tok, sampler = setup
-  ids = [tok.encode('Problem: What is 12 * 7?', add_bos=True) + tok.encode(EXPERT)]
+  ids = [
+    tok.encode('Problem: What is 12 * 7?', add_bos=True) + tok.encode(EXPERT)
+  ]
   ids.append(ids[0][:9])
   t = max(len(x) for x in ids)
   toks = np.zeros((2, t), np.int32)
@@ -69,7 +71,9 @@ def test_grow_branches(setup):
     {'calc': tools.calculator_tool,
      'search': tools.retrieval_tool(BM25Retriever(DOCS), 1)}
   )  # fmt: skip
-  mt = multiturn.MultiTurnConfig(max_calls=2, max_new_tokens=6, max_obs_tokens=8)
+  mt = multiturn.MultiTurnConfig(
+    max_calls=2, max_new_tokens=6, max_obs_tokens=8
+  )
   pt, pm = multiturn.left_pad(tok, ['Problem: What is 12 * 7?'] * 2)
   ex = branching.encode_experts(tok, [EXPERT, EXPERT])
   # Observation tokens are not the expert's own: `<result> 84 </result>`.

@@ -117,9 +117,7 @@ class MixedLossTest(chex.TestCase):
     mask = jnp.array([[True, True, True, False]])
     prefix = jnp.array([[False, False, True, False]])
     cfg = loss.MixedLossConfig(epsilon=0.2, prefix_ratio='shaped', gamma=0.1)
-    fn = self.variant(
-      lambda *a: loss.mixed_policy_loss(*a, config=cfg)
-    )
+    fn = self.variant(lambda *a: loss.mixed_policy_loss(*a, config=cfg))
     total, m = fn(logp, old, adv, mask, prefix)
     on = [-2.0 * 1.0, -1.0 * 1.2]
     off = [1.0 * 0.3 / (0.3 + 0.1)]

@@ -81,7 +81,9 @@ def test_raising_tool_is_reported_not_raised():
     raise RuntimeError('backend down')
 
   e = tools.ToolIntegratedEnvironment({'calc': boom})
-  (o,) = multiturn.safe_respond(e, [multiturn.ToolCall(0, 'calc', '<calc> 1 </calc>')])
+  (o,) = multiturn.safe_respond(
+    e, [multiturn.ToolCall(0, 'calc', '<calc> 1 </calc>')]
+  )
   assert o.failed and 'RuntimeError' in o.text
 
 
@@ -137,7 +139,9 @@ def test_jsonl_errors_name_file_line_field(tmp_path):
   p.write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
   with pytest.raises(ValueError, match=r'bad.jsonl:2: field "reward_model.gr'):
     data.read(p)
-  unclosed = dict(rows[0], expert_trajectory='<calc> 1 + 2 <answer> 3 </answer>')
+  unclosed = dict(
+    rows[0], expert_trajectory='<calc> 1 + 2 <answer> 3 </answer>'
+  )
   p.write_text(json.dumps(unclosed) + '\n')
   with pytest.raises(
     ValueError, match=r'bad.jsonl:1: field "expert_trajectory".*inside <calc>'

@@ -38,7 +38,12 @@ def get_config():
   # num_generations = e3tir prompts_per_step * (num_self + 1 + num_anchors *
   # branches_per_anchor) (one compiled policy update).
   c.base = ml_collections.ConfigDict(
-    {'steps': 150, 'batch_size': 32, 'learning_rate': 3e-3}
+    {
+      'steps': 150,
+      'batch_size': 32,
+      'learning_rate': 3e-3,
+      'tool_fraction': 0.05,
+    }
   )
   c.rollout = ml_collections.ConfigDict(
     {'max_calls': 3, 'max_new_tokens': 12, 'max_obs_tokens': 28,
