@@ -81,8 +81,8 @@ def test_grow_branches(setup):
     ex[0].policy, [True] * 6 + [False] * 4 + [True] * 4
   )
   e = len(ex[0].ids)
-  br = branching.grow(sampler, tok, env, pt, pm, ex, jax.random.key(1), mt,
-                      num_anchors=2, branches_per_anchor=3, expert_len=e)  # fmt: skip
+  args = (sampler, tok, env, pt, pm, ex, jax.random.key(1), mt)
+  br = branching.grow(*args, num_anchors=2, branches_per_anchor=3, expert_len=e)
   assert br.tokens.shape == (12, e + mt.response_len)
   for r in range(12):
     a = br.anchors[r // 6, (r % 6) // 3]
@@ -96,8 +96,6 @@ def test_grow_branches(setup):
   ent[~branching.anchor_candidates(ex[0])] = -np.inf
   assert set(br.anchors[0]) == set(np.argsort(-ent, kind='stable')[:2])
   with pytest.raises(ValueError, match='anchor positions'):
-    branching.grow(sampler, tok, env, pt, pm, ex, jax.random.key(1), mt,
-                   num_anchors=20, branches_per_anchor=1, expert_len=e)  # fmt: skip
+    branching.grow(*args, num_anchors=20, branches_per_anchor=1, expert_len=e)
   with pytest.raises(ValueError, match='must be >= 1'):
-    branching.grow(sampler, tok, env, pt, pm, ex, jax.random.key(1), mt,
-                   num_anchors=1, branches_per_anchor=0, expert_len=e)  # fmt: skip
+    branching.grow(*args, num_anchors=1, branches_per_anchor=0, expert_len=e)
