@@ -1,5 +1,6 @@
 """PiCA PPO: hand-computed GAE cases, retrieved-token masking, an update."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,61 +14,6 @@ from common.rl import policy_loss
 from pica import ppo
 
 NO_WHITEN = dict(whiten_advantages=False, kl_in_reward=False)
-
-
-def test_value_zero_advantage_is_sum_of_future_rewards():
-  r = jnp.array([[0.0, 1.0, 0.0, 2.0], [0.5, 0.0, 0.0, 0.0]])
-  mask = jnp.array([[1, 1, 1, 1], [1, 1, 0, 0]])
-  adv, ret, m, _ = ppo.compute_advantages(
-    r, jnp.zeros_like(r), mask, mask, ppo.PPOConfig(**NO_WHITEN)
-  )
-  np.testing.assert_allclose(adv, [[3, 3, 2, 2], [0.5, 0, 0, 0]])
-  np.testing.assert_allclose(ret, adv)
-  assert m.tolist() == (mask != 0).tolist()
-
-
-def test_values_and_retrieved_tokens_both_gae_masks():
-  # tokens: policy, policy(</search>, step 0.4), retrieved, policy(1.0 out)
-  r = jnp.array([[0.0, 0.4, 0.0, 1.0]])
-  v = jnp.array([[0.5, 0.2, 9.0, 0.3]])
-  resp = jnp.array([[1, 1, 1, 1]])
-  loss = jnp.array([[1, 1, 0, 1]])
-  adv, ret, _, _ = ppo.compute_advantages(
-    r, v, resp, loss, ppo.PPOConfig(gae_mask='policy', **NO_WHITEN)
-  )
-  # gamma = lam = 1: A_t = sum_{s>=t} r_s - V_t; retrieved entry 0
-  np.testing.assert_allclose(adv, [[0.9, 1.2, 0.0, 0.7]], rtol=1e-6)
-  np.testing.assert_allclose(ret, [[1.4, 1.4, 0.0, 1.0]], rtol=1e-6)
-  adv, _, _, _ = ppo.compute_advantages(
-    r, v, resp, loss, ppo.PPOConfig(gae_mask='response', **NO_WHITEN)
-  )
-  # the retrieved state gets its own advantage 1.0 - 9.0
-  np.testing.assert_allclose(adv, [[0.9, 1.2, -8.0, 0.7]], rtol=1e-6)
-
-
-def test_kl_in_reward_only_on_policy_tokens_and_whitening():
-  r = jnp.array([[0.0, 0.0, 0.0, 1.0]])
-  resp = jnp.ones((1, 4))
-  loss = jnp.array([[1, 1, 0, 1]])
-  old = jnp.array([[-1.0, -1.0, -1.0, -1.0]])
-  ref = old - 0.2  # k1 = 0.2 per token
-  cfg = ppo.PPOConfig(beta=0.5, whiten_advantages=False)
-  adv, _, _, m = ppo.compute_advantages(
-    r, jnp.zeros((1, 4)), resp, loss, cfg, (old, ref)
-  )
-  # rewards -0.1, -0.1, 0 (retrieved: no KL), 0.9
-  np.testing.assert_allclose(adv, [[0.7, 0.8, 0.9, 0.9]], rtol=1e-5)
-  np.testing.assert_allclose(m['kl_reward'], 0.2, rtol=1e-5)
-  r2 = jnp.concatenate([r, -r])
-  w, _, _, _ = ppo.compute_advantages(
-    r2,
-    jnp.zeros((2, 4)),
-    jnp.ones((2, 4)),
-    jnp.ones((2, 4)),
-    ppo.PPOConfig(kl_in_reward=False),
-  )
-  np.testing.assert_allclose(jnp.mean(w), 0.0, atol=1e-6)
-  np.testing.assert_allclose(jnp.std(w, ddof=1), 1.0, rtol=1e-4)
 
 
 def test_config_validation():
@@ -173,3 +119,67 @@ def test_ppo_update_improves_both_objectives():
   assert float(m['actor_loss']) < first['actor_loss']
   assert float(m['value_loss']) < first['value_loss']
   assert float(m['clip_fraction']) >= 0.0
+
+
+class AdvantagesVariantsTest(chex.TestCase):
+  """compute_advantages under jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_value_zero_advantage_is_sum_of_future_rewards(self):
+    r = jnp.array([[0.0, 1.0, 0.0, 2.0], [0.5, 0.0, 0.0, 0.0]])
+    mask = jnp.array([[1, 1, 1, 1], [1, 1, 0, 0]])
+    cfg = ppo.PPOConfig(**NO_WHITEN)
+    fn = self.variant(lambda *a: ppo.compute_advantages(*a, cfg))
+    adv, ret, m, _ = fn(r, jnp.zeros_like(r), mask, mask)
+    chex.assert_equal_shape([adv, ret, r])
+    np.testing.assert_allclose(adv, [[3, 3, 2, 2], [0.5, 0, 0, 0]])
+    np.testing.assert_allclose(ret, adv)
+    assert m.tolist() == (mask != 0).tolist()
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_values_and_retrieved_tokens_both_gae_masks(self):
+    # tokens: policy, policy(</search>, step 0.4), retrieved, policy(1.0 out)
+    r = jnp.array([[0.0, 0.4, 0.0, 1.0]])
+    v = jnp.array([[0.5, 0.2, 9.0, 0.3]])
+    resp = jnp.array([[1, 1, 1, 1]])
+    loss = jnp.array([[1, 1, 0, 1]])
+    cfg = ppo.PPOConfig(gae_mask='policy', **NO_WHITEN)
+    adv, ret, _, _ = self.variant(lambda *a: ppo.compute_advantages(*a, cfg))(
+      r, v, resp, loss
+    )
+    # gamma = lam = 1: A_t = sum_{s>=t} r_s - V_t; retrieved entry 0
+    np.testing.assert_allclose(adv, [[0.9, 1.2, 0.0, 0.7]], rtol=1e-6)
+    np.testing.assert_allclose(ret, [[1.4, 1.4, 0.0, 1.0]], rtol=1e-6)
+    cfg = ppo.PPOConfig(gae_mask='response', **NO_WHITEN)
+    adv, _, _, _ = self.variant(lambda *a: ppo.compute_advantages(*a, cfg))(
+      r, v, resp, loss
+    )
+    # the retrieved state gets its own advantage 1.0 - 9.0
+    np.testing.assert_allclose(adv, [[0.9, 1.2, -8.0, 0.7]], rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_kl_in_reward_only_on_policy_tokens_and_whitening(self):
+    r = jnp.array([[0.0, 0.0, 0.0, 1.0]])
+    resp = jnp.ones((1, 4))
+    loss = jnp.array([[1, 1, 0, 1]])
+    old = jnp.array([[-1.0, -1.0, -1.0, -1.0]])
+    ref = old - 0.2  # k1 = 0.2 per token
+    cfg = ppo.PPOConfig(beta=0.5, whiten_advantages=False)
+    adv, _, _, m = self.variant(
+      lambda r, v, resp, loss, kl: ppo.compute_advantages(
+        r, v, resp, loss, cfg, kl
+      )
+    )(r, jnp.zeros((1, 4)), resp, loss, (old, ref))
+    # rewards -0.1, -0.1, 0 (retrieved: no KL), 0.9
+    np.testing.assert_allclose(adv, [[0.7, 0.8, 0.9, 0.9]], rtol=1e-5)
+    np.testing.assert_allclose(m['kl_reward'], 0.2, rtol=1e-5)
+    r2 = jnp.concatenate([r, -r])
+    w, _, _, _ = ppo.compute_advantages(
+      r2,
+      jnp.zeros((2, 4)),
+      jnp.ones((2, 4)),
+      jnp.ones((2, 4)),
+      ppo.PPOConfig(kl_in_reward=False),
+    )
+    np.testing.assert_allclose(jnp.mean(w), 0.0, atol=1e-6)
+    np.testing.assert_allclose(jnp.std(w, ddof=1), 1.0, rtol=1e-4)
