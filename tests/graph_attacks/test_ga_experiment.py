@@ -232,7 +232,11 @@ def test_collect_summarises_cached_units_and_names_missing(tmp_path):
       'defence': d,
       'paradigm': p,
       'asr': asr,
+      'flip_asr': asr,
+      'clean_asr': 0.1,
+      'clean_flip_asr': 0.0,
       'ca': 0.5,
+      'clean_ca': 0.75,
       'flagged_poison_frac': None,
     }
     for d, p, asr in (
@@ -274,12 +278,25 @@ def test_collect_summarises_cached_units_and_names_missing(tmp_path):
     'cpgba',
     'GSL',
     '0.800 ± 0.000',
+    '0.700 ± 0.000',
     '0.500 ± 0.000',
     '0.97',
     '0.81',
   ] in paper_rows
+  assert m['summary']['cpgba_GSL_lift'] == 0.7
   prune = m['tables'][1]
-  assert prune['rows'][0][2] == '0.200 ± 0.000 / 0.500 ± 0.000'
+  # attack, paradigm, poisoned / clean-victim ASR, lift, flip-ASR (poisoned,
+  # clean), CA, CA drop (0.75 - 0.5), verdict (one seed: not shown).
+  assert prune['rows'][0][:4] == [
+    'cpgba',
+    'gcn',
+    '0.200 ± 0.000',
+    '0.100 ± 0.000',
+  ]
+  assert prune['rows'][0][4].startswith('+0.100 [+0.100, +0.100]')
+  assert prune['rows'][0][8] == '0.250 ± 0.000'
+  assert prune['rows'][0][9] == 'not shown (< 3 seeds)'
+  assert m['summary']['cpgba_prune_gcn_lift'] == 0.1
   on_disk = json.loads((tmp_path / 'metrics.json').read_text())
   assert on_disk['curves'][0]['series']['cpgba']['y'] == [0.2, 0.6]
   assert (tmp_path / 'trigger_training_asr.png').exists()

@@ -1,5 +1,6 @@
 """Tests for GRACE, the prompts and link pre-training."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,22 +27,6 @@ def _naive_grace(u, v, tau):
   return np.mean([0.5 * (ell(u, v, i) + ell(v, u, i)) for i in range(n)])
 
 
-def test_grace_loss_matches_formula_and_masks_padding():
-  rng = np.random.RandomState(0)
-  u, v = rng.randn(4, 3), rng.randn(4, 3)
-  got = contrastive.grace_loss(jnp.asarray(u), jnp.asarray(v), 0.5)
-  np.testing.assert_allclose(got, _naive_grace(u, v, 0.5), rtol=1e-5)
-  up = np.concatenate([u, np.zeros((2, 3))])
-  vp = np.concatenate([v, np.zeros((2, 3))])
-  mask = jnp.array([1, 1, 1, 1, 0, 0])
-  got_p = contrastive.grace_loss(jnp.asarray(up), jnp.asarray(vp), 0.5, mask)
-  np.testing.assert_allclose(got_p, _naive_grace(u, v, 0.5), rtol=1e-5)
-  g = jax.grad(lambda a: contrastive.grace_loss(a, jnp.asarray(vp), 0.5, mask))(
-    jnp.asarray(up)
-  )
-  assert np.isfinite(np.asarray(g)).all()
-
-
 def test_drop_view_rates():
   g = graph_lib.make_graph(np.ones((50, 40)), np.arange(49), np.arange(1, 50))
   g = jax.tree.map(jnp.asarray, g)
@@ -52,23 +37,6 @@ def test_drop_view_rates():
   cols = np.asarray(out.nodes[0] > 0)
   assert 5 < cols.sum() < 35
   np.testing.assert_array_equal(out.nodes[:, ~cols], 0.0)
-
-
-def test_class_weights_balance():
-  w = contrastive.class_weights(jnp.array([0, 0, 0, 1]), jnp.ones(4), 2)
-  np.testing.assert_allclose(w, [4 / 6, 4 / 6, 4 / 6, 2.0], rtol=1e-6)
-
-
-def test_link_loss_hand_computed():
-  z = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-  loss = prompt.link_loss(
-    z,
-    (jnp.array([0]), jnp.array([1])),
-    (jnp.array([0]), jnp.array([2])),
-    jnp.ones(1),
-  )
-  expect = np.log1p(np.exp(-1.0)) + np.log1p(np.exp(0.0))
-  np.testing.assert_allclose(loss, expect, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -116,3 +84,43 @@ def test_gprompt_scales_embeddings():
   pm.weight[...] = jnp.array([[2.0, 0.0, 1.0, -1.0]])
   g = jax.tree.map(jnp.asarray, graph_lib.make_graph(np.eye(3), [0, 1], [1, 0]))
   np.testing.assert_allclose(pm.embed(g), gnn(g) * pm.weight[...], 1e-6)
+
+
+class ParadigmLossVariantsTest(chex.TestCase):
+  """The paradigms' losses under jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_grace_loss_matches_formula_and_masks_padding(self):
+    rng = np.random.RandomState(0)
+    u, v = rng.randn(4, 3), rng.randn(4, 3)
+    grace = self.variant(contrastive.grace_loss)
+    got = grace(jnp.asarray(u), jnp.asarray(v), 0.5)
+    np.testing.assert_allclose(got, _naive_grace(u, v, 0.5), rtol=1e-5)
+    up = np.concatenate([u, np.zeros((2, 3))])
+    vp = np.concatenate([v, np.zeros((2, 3))])
+    mask = jnp.array([1, 1, 1, 1, 0, 0])
+    got_p = grace(jnp.asarray(up), jnp.asarray(vp), 0.5, mask)
+    np.testing.assert_allclose(got_p, _naive_grace(u, v, 0.5), rtol=1e-5)
+    g = self.variant(
+      jax.grad(lambda a: contrastive.grace_loss(a, jnp.asarray(vp), 0.5, mask))
+    )(jnp.asarray(up))
+    chex.assert_tree_all_finite(g)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_class_weights_balance(self):
+    w = self.variant(lambda y, m: contrastive.class_weights(y, m, 2))(
+      jnp.array([0, 0, 0, 1]), jnp.ones(4)
+    )
+    np.testing.assert_allclose(w, [4 / 6, 4 / 6, 4 / 6, 2.0], rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_link_loss_hand_computed(self):
+    z = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    loss = self.variant(prompt.link_loss)(
+      z,
+      (jnp.array([0]), jnp.array([1])),
+      (jnp.array([0]), jnp.array([2])),
+      jnp.ones(1),
+    )
+    expect = np.log1p(np.exp(-1.0)) + np.log1p(np.exp(0.0))
+    np.testing.assert_allclose(loss, expect, rtol=1e-6)

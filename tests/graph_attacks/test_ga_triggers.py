@@ -1,5 +1,6 @@
 """Tests for trigger attachment, gates, homophily loss and batched ASR."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,20 +17,6 @@ def _graph(n=6, f=3, seed=0):
   rng = np.random.RandomState(seed)
   s, r = graph_lib.undirected_edges(np.arange(n - 1), np.arange(1, n), n)
   return graph_lib.make_graph(rng.rand(n, f), s, r)
-
-
-def test_straight_through_forward_and_gradient():
-  p = jnp.array([0.2, 0.7])
-  np.testing.assert_array_equal(triggers.straight_through(p), [0.0, 1.0])
-  g = jax.grad(
-    lambda q: (triggers.straight_through(q) * jnp.array([3.0, 5.0])).sum()
-  )(p)
-  np.testing.assert_array_equal(g, [3.0, 5.0])
-
-
-def test_pairs_to_matrix():
-  m = triggers.pairs_to_matrix(jnp.array([1.0, 2.0, 3.0]), 3)
-  np.testing.assert_array_equal(m, [[0, 1, 2], [1, 0, 3], [2, 3, 0]])
 
 
 def test_attach_triggers_structure():
@@ -58,16 +45,6 @@ def test_attach_triggers_structure():
     triggers.attach_triggers(
       g, jnp.array([0, 4]), feats[..., :2], inner, attach
     )
-
-
-def test_homophily_loss_hand_computed():
-  tx = jnp.array([[1.0, 0.0]])
-  feats = jnp.array([[[1.0, 0.0], [0.0, 1.0]]])
-  inner = jnp.array([[[0.0, 1.0], [1.0, 0.0]]])
-  attach = jnp.array([[1.0, 1.0]])
-  # attach cos: 1, 0 -> relu(.5-1)=0, relu(.5-0)=.5; inner cos 0 -> .5
-  loss = triggers.homophily_loss(tx, feats, inner, attach, 0.5)
-  np.testing.assert_allclose(loss, (0.0 + 0.5 + 0.5) / 3, rtol=1e-6)
 
 
 def test_gates_receive_gradient_through_gcn():
@@ -132,3 +109,38 @@ def test_k_hop_nodes_and_padding():
   with pytest.raises(ValueError, match='cannot pad'):
     graph_lib.pad_graph(g, 4, 10)
   assert graph_lib.next_bucket(300, 256) == 512
+
+
+class TriggerVariantsTest(chex.TestCase):
+  """Trigger maths under jit and without."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_straight_through_forward_and_gradient(self):
+    p = jnp.array([0.2, 0.7])
+    st = self.variant(triggers.straight_through)
+    np.testing.assert_array_equal(st(p), [0.0, 1.0])
+    g = self.variant(
+      jax.grad(
+        lambda q: (triggers.straight_through(q) * jnp.array([3.0, 5.0])).sum()
+      )
+    )(p)
+    np.testing.assert_array_equal(g, [3.0, 5.0])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_pairs_to_matrix(self):
+    m = self.variant(lambda v: triggers.pairs_to_matrix(v, 3))(
+      jnp.array([1.0, 2.0, 3.0])
+    )
+    chex.assert_shape(m, (3, 3))
+    np.testing.assert_array_equal(m, [[0, 1, 2], [1, 0, 3], [2, 3, 0]])
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_homophily_loss_hand_computed(self):
+    tx = jnp.array([[1.0, 0.0]])
+    feats = jnp.array([[[1.0, 0.0], [0.0, 1.0]]])
+    inner = jnp.array([[[0.0, 1.0], [1.0, 0.0]]])
+    attach = jnp.array([[1.0, 1.0]])
+    # attach cos: 1, 0 -> relu(.5-1)=0, relu(.5-0)=.5; inner cos 0 -> .5
+    loss = self.variant(triggers.homophily_loss)(tx, feats, inner, attach, 0.5)
+    chex.assert_shape(loss, ())
+    np.testing.assert_allclose(loss, (0.0 + 0.5 + 0.5) / 3, rtol=1e-6)
