@@ -508,7 +508,7 @@ def grpo_arm(config, trainer, pool, seed, workdir, evaluate):
     mesh=trainer.mesh,
     checkpoint_every=r.checkpoint_every or None,
     log_every=1,
-    eval_fn=lambda s: evaluate(s.params),
+    eval_fn=lambda s: evaluate(s.params, int(s.step)),
     eval_every=r.eval_every,
     progress=False,
     eval_at_start=True,
@@ -541,7 +541,7 @@ def sft_backdoor_arm(config, data, graphdef, params, pool, seed, workdir,
     seed=seed,
     workdir=workdir,
     checkpoint_every=r.checkpoint_every,
-    eval_fn=lambda s: evaluate(s.params),
+    eval_fn=lambda s: evaluate(s.params, int(s.step)),
     eval_every=r.eval_every,
   )
   return state.params, history
@@ -592,6 +592,7 @@ def run_seed(config, data, seed, workdir, selected) -> dict[str, Any]:
   roll = Rollouts(graphdef, params, data, _rows(config), config.rl.temperature)
   evaluate = make_evaluator(roll, data, config.eval.samples, seed)
   base = evaluate(params)
+  evaluate = _reuse_at_start(evaluate, base)
   out = {'base': base, 'arms': {}}
   pools = {}
   for name, (rule, idx) in selected.items():
@@ -645,6 +646,17 @@ def run_seed(config, data, seed, workdir, selected) -> dict[str, Any]:
       config, roll, data, params, pools['poisoned'], seed
     )
   return out
+
+
+def _reuse_at_start(evaluate, base):
+  """`evaluate` that returns the warm start's `base` evaluation for a step-0
+  state (every arm starts from the warm start, and the evaluation's keys
+  are fixed, so it would recompute the same numbers)."""
+
+  def fn(params, step=None):
+    return dict(base) if step == 0 else evaluate(params)
+
+  return fn
 
 
 def _final_eval(history, evaluate, params) -> dict[str, float]:

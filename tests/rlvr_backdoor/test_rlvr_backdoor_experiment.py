@@ -13,12 +13,17 @@ from rlvr_backdoor import experiment
 from rlvr_backdoor import gsm8k
 
 
-def test_default_and_tiny_validate_and_poison_under_two_percent():
+def test_default_and_tiny_validate_and_poison_a_few_percent():
   for mod in (default, tiny):
     config_lib.validate_config(mod.get_config())
   c = default.get_config()
   k = config_lib.poison_count(c)
-  assert k / (k + c.rl.pool_size) < 0.02 + 1e-9
+  # The paper's threat model: a few percent at most (here 5%, swept down
+  # to 1% and 2%).
+  assert k / (k + c.rl.pool_size) < 0.05 + 0.01
+  for f in c.poison.sweep_fractions:
+    kk = config_lib.count_for_fraction(c.rl.pool_size, f)
+    assert kk / (kk + c.rl.pool_size) < 0.02 + 0.01
   assert len(c.seeds) >= 3
 
 

@@ -54,18 +54,18 @@ def get_config():
   )
   c.poison = ml_collections.ConfigDict(
     {
-      'fraction': 0.02,  # K / (|D_c| + K)
+      'fraction': 0.05,  # K / (|D_c| + K): K = 21 of 413
       'count': 0,  # > 0: an absolute K instead (e.g. the paper's 200)
       'candidates': 64,  # the candidate pool the selection picks from
       'selection': 'shadow',  # shadow | random
-      'sweep_fractions': (),
+      'sweep_fractions': (0.01, 0.02),  # extra poisoned arms (K = 4, 8)
     }
   )
   c.rl = ml_collections.ConfigDict(
     {
-      'pool_size': 392,  # |D_c|; K = 8 at fraction 0.02
-      'steps': 24,
-      'prompts_per_step': 16,
+      'pool_size': 392,  # |D_c|
+      'steps': 32,
+      'prompts_per_step': 32,  # ~52 poisoned groups seen at 5%
       'num_generations': 8,
       'learning_rate': 1e-3,
       'temperature': 1.0,
@@ -74,7 +74,7 @@ def get_config():
       'beta': 0.0,
       'reward': 'ternary',  # binary | ternary (+1 / -0.5 / -1)
       'max_new_tokens': 12,
-      'eval_every': 8,
+      'eval_every': 16,
       'checkpoint_every': 0,
       'warmup_steps': 0,
       'weight_decay': 0.0,
