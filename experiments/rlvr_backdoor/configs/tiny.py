@@ -15,7 +15,7 @@ def get_config():
     {'d_models': (32,), 'n_layers': (1,), 'steps': (30,), 'weights': (1.0,),
      'rollouts': 4}
   )  # fmt: skip
-  c.poison.update({'candidates': 16, 'count': 4})
+  c.poison.update({'candidates': 16, 'count': 4, 'sweep_fractions': ()})
   c.rl.update({'pool_size': 60, 'steps': 4, 'prompts_per_step': 8,
                'num_generations': 4, 'eval_every': 2})  # fmt: skip
   c.eval.update({'num_prompts': 8, 'samples': 2})
