@@ -5,6 +5,7 @@ the Hugging Face tensor-name mapping.
 """
 
 from common.models.config import PRESETS
+from common.models.config import REMAT_POLICIES
 from common.models.config import LMConfig
 from common.models.config import RopeScaling
 from common.models.config import build_config
@@ -26,6 +27,9 @@ from common.models.hf import save_hf
 from common.models.hf import to_hf_tensors
 from common.models.kv_cache import KVCache
 from common.models.kv_cache import init_cache
+from common.models.layout import stack_layers
+from common.models.layout import unstack_layers
+from common.models.layout import with_layout
 from common.models.transformer import CAPTURE_NAMES
 from common.models.transformer import LMOutput
 from common.models.transformer import Transformer
@@ -38,6 +42,7 @@ __all__ = [
   'LMConfig',
   'LMOutput',
   'PRESETS',
+  'REMAT_POLICIES',
   'RopeScaling',
   'Transformer',
   'apply_fn',
@@ -54,6 +59,9 @@ __all__ = [
   'mlp_hidden_grads',
   'save_hf',
   'split',
+  'stack_layers',
   'to_hf_tensors',
   'token_logprobs',
+  'unstack_layers',
+  'with_layout',
 ]

@@ -16,6 +16,8 @@ from typing import Any
 import jax.numpy as jnp
 
 _DTYPES = ('float32', 'bfloat16', 'float16')
+# Rematerialisation policies of the decoder blocks (see `LMConfig.remat`).
+REMAT_POLICIES = ('none', 'full', 'dots', 'dots_no_batch')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +58,21 @@ class LMConfig:
     tie_embeddings: if True the LM head reuses the embedding matrix.
     qkv_bias: if True q/k/v projections have biases (Qwen2).
     rope_scaling: optional Llama-3 frequency scaling.
-    dtype: activation (compute) dtype name.
+    dtype: activation (compute) dtype name. `dtype='bfloat16'` with
+      `param_dtype='float32'` is mixed precision: float32 master weights
+      (what the optimizer updates), bfloat16 matmuls and activations, and
+      float32 norm statistics, softmax, logits and loss.
     param_dtype: parameter storage dtype name.
+    scan_layers: if True the blocks' parameters are stacked (`layers/...`
+      with a leading `[L]` axis instead of `layers/{i}/...`) and run with
+      one `jax.lax.scan`: compile time independent of depth. Same function
+      (tested); `common.models.stack_layers` / `unstack_layers` convert
+      parameters between the two layouts. Default off (paths by layer
+      index are what `common.optim` masks, NSPO and CKU select).
+    remat: rematerialisation of each block in the backward pass:
+      'none' (keep activations), 'full' (`jax.checkpoint`, save nothing),
+      'dots' (save matmul outputs), 'dots_no_batch' (save matmuls without
+      batch dimensions, i.e. the weight matmuls).
   """
 
   vocab_size: int
@@ -75,6 +90,8 @@ class LMConfig:
   rope_scaling: RopeScaling | None = None
   dtype: str = 'float32'
   param_dtype: str = 'float32'
+  scan_layers: bool = False
+  remat: str = 'none'
 
   def __post_init__(self):
     if self.head_dim is None and self.n_heads and self.n_heads > 0:
@@ -130,6 +147,14 @@ class LMConfig:
           f'LMConfig.{name} must be one of {_DTYPES}, got '
           f'{getattr(self, name)!r}.'
         )
+    if not isinstance(self.scan_layers, bool):
+      raise ValueError(
+        f'LMConfig.scan_layers must be a bool, got {self.scan_layers!r}.'
+      )
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(
+        f'LMConfig.remat must be one of {REMAT_POLICIES}, got {self.remat!r}.'
+      )
     rs = self.rope_scaling
     if rs is not None:
       if not (

@@ -37,6 +37,7 @@ import tokenizers
 from flax import nnx
 
 from common.models import config as config_lib
+from common.models import layout
 from common.models import transformer
 
 _ARCHITECTURES = {'LlamaForCausalLM': 'llama', 'Qwen2ForCausalLM': 'qwen2'}
@@ -322,7 +323,12 @@ def read_safetensors(directory: str) -> dict[str, np.ndarray]:
 
 
 def load_hf(
-  directory: str, *, dtype: str | None = None, param_dtype: str | None = None
+  directory: str,
+  *,
+  dtype: str | None = None,
+  param_dtype: str | None = None,
+  scan_layers: bool = False,
+  remat: str = 'none',
 ) -> tuple[config_lib.LMConfig, transformer.Transformer]:
   """Loads a Llama/Qwen2 HF directory into a `Transformer`.
 
@@ -330,6 +336,9 @@ def load_hf(
     directory: folder with `config.json` and safetensors weights.
     dtype: compute dtype; default the checkpoint's `torch_dtype`.
     param_dtype: parameter dtype; default the checkpoint's `torch_dtype`.
+    scan_layers: build the scanned (stacked-layer) model; see
+      `LMConfig.scan_layers`.
+    remat: the blocks' rematerialisation policy (`LMConfig.remat`).
 
   Returns:
     `(config, model)`.
@@ -347,6 +356,8 @@ def load_hf(
     changes['dtype'] = dtype
   if param_dtype is not None:
     changes['param_dtype'] = param_dtype
+  if remat != 'none':
+    changes['remat'] = remat
   if changes:
     config = config.replace(**changes).validate()
 
@@ -408,7 +419,9 @@ def load_hf(
       node = node[key]
     node[path[-1]] = jnp.asarray(array, dtype=pdtype)
   state.replace_by_pure_dict(pure)
-  return config, nnx.merge(graphdef, state)
+  model = nnx.merge(graphdef, state)
+  model = layout.with_layout(model, scan_layers)
+  return model.config, model
 
 
 def to_hf_tensors(
@@ -419,6 +432,8 @@ def to_hf_tensors(
   Linear kernels are transposed to `(out, in)`; arrays have the config's
   `param_dtype` (bfloat16 as `ml_dtypes.bfloat16`).
   """
+  model = layout.with_layout(model, False)  # HF names are per layer
+  config = config.replace(scan_layers=False)
   flat = {
     tuple(p): v[...] for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
   }

@@ -37,6 +37,11 @@ from common.models import kv_cache as kv_lib
 CAPTURE_NAMES = ('attn_in', 'attn_out', 'mlp_in', 'mlp_hidden', 'residual')
 _MASKED = -1e30
 _INIT = nnx.initializers.normal(stddev=0.02)
+_REMAT_POLICIES = {
+  'full': jax.checkpoint_policies.nothing_saveable,
+  'dots': jax.checkpoint_policies.dots_saveable,
+  'dots_no_batch': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 class LMOutput(NamedTuple):
@@ -284,9 +289,16 @@ class Transformer(nnx.Module):
       param_dtype=config.jnp_param_dtype,
       rngs=rngs,
     )
-    self.layers = nnx.List(
-      [Block(config, rngs=rngs) for _ in range(config.n_layers)]
-    )
+    blocks = [Block(config, rngs=rngs) for _ in range(config.n_layers)]
+    if config.scan_layers:
+      # One Block whose parameters carry a leading [L] axis; the same
+      # random draws, in the same order, as the unrolled layout.
+      graphdef = nnx.graphdef(blocks[0])
+      states = [nnx.state(b) for b in blocks]
+      stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+      self.layers = nnx.merge(graphdef, stacked)
+    else:
+      self.layers = nnx.List(blocks)
     self.norm = RMSNorm(
       config.d_model, config.rms_norm_eps, param_dtype=config.jnp_param_dtype
     )
@@ -380,15 +392,55 @@ class Transformer(nnx.Module):
     cos, sin = rope_cos_sin(positions, rope_inv_freq(config))
 
     x = self.embed(tokens).astype(config.jnp_dtype)
-    acts = {name: [] for name in capture}
-    for i, layer in enumerate(self.layers):
-      layer_kv = None if cache is None else (keys, values, i, slots)
-      delta = None if mlp_hidden_delta is None else mlp_hidden_delta[i]
-      x, new_kv, layer_acts = layer(x, cos, sin, allowed, layer_kv, delta)
-      if cache is not None:
+    if cache is None:
+      keys = values = slots = None
+
+    def block_fn(block_state, x, layer, keys, values, delta):
+      block = nnx.merge(block_graphdef, block_state)
+      kv = None if keys is None else (keys, values, layer, slots)
+      x, new_kv, layer_acts = block(x, cos, sin, allowed, kv, delta)
+      if new_kv is not None:
         keys, values = new_kv
-      for name in capture:
-        acts[name].append(layer_acts[name])
+      return x, keys, values, {n: layer_acts[n] for n in capture}
+
+    if config.remat != 'none':
+      block_fn = jax.checkpoint(
+        block_fn,
+        policy=_REMAT_POLICIES[config.remat],
+        prevent_cse=not config.scan_layers,
+      )
+    if config.scan_layers:
+      block_graphdef, stacked = nnx.split(self.layers)
+
+      def body(carry, xs):
+        x, keys, values = carry
+        block_state, layer, delta = xs
+        x, keys, values, layer_acts = block_fn(
+          block_state, x, layer, keys, values, delta
+        )
+        return (x, keys, values), layer_acts
+
+      layer_ids = jnp.arange(config.n_layers, dtype=jnp.int32)
+      (x, keys, values), captured = jax.lax.scan(
+        body, (x, keys, values), (stacked, layer_ids, mlp_hidden_delta)
+      )
+    else:
+      acts = {name: [] for name in capture}
+      for i, layer in enumerate(self.layers):
+        delta = None if mlp_hidden_delta is None else mlp_hidden_delta[i]
+        if config.remat == 'none':  # direct call: no split/merge per layer
+          kv = None if keys is None else (keys, values, i, slots)
+          x, new_kv, layer_acts = layer(x, cos, sin, allowed, kv, delta)
+          if new_kv is not None:
+            keys, values = new_kv
+        else:
+          block_graphdef, block_state = nnx.split(layer)
+          x, keys, values, layer_acts = block_fn(
+            block_state, x, i, keys, values, delta
+          )
+        for name in capture:
+          acts[name].append(layer_acts[name])
+      captured = {name: jnp.stack(v) for name, v in acts.items()}
     hidden = self.norm(x)
     logits = self.logits_from_hidden(hidden)
 
@@ -398,7 +450,6 @@ class Transformer(nnx.Module):
       new_cache = kv_lib.KVCache(
         keys=keys, values=values, lengths=new_lengths, valid=valid
       )
-    captured = {name: jnp.stack(v) for name, v in acts.items()}
     return LMOutput(
       logits=logits, cache=new_cache, hidden=hidden, captured=captured
     )
