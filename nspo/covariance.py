@@ -15,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from common import rl
 
 
 class CovarianceStats(NamedTuple):
@@ -79,19 +82,24 @@ def accumulate(
       )
     x = jnp.asarray(captures[site], jnp.float32)
     num_layers, d = total.shape[0], total.shape[-1]
-    if x.ndim != 4 or x.shape[0] != num_layers or x.shape[-1] != d:
-      raise ValueError(
-        f'site {site!r}: expected captures of shape [{num_layers}, B, T, '
-        f'{d}], got {x.shape}.'
-      )
+    # Shape contracts (chex, static under jit): rl.ShapeError names the site.
+    chex.assert_shape(
+      x,
+      (num_layers, None, None, d),
+      custom_message=f'site {site!r}: expected captures of shape '
+      f'[{num_layers}, B, T, {d}], got {x.shape}.',
+      exception_type=rl.ShapeError,
+    )
     if mask is None:
       m = jnp.ones(x.shape[1:3], jnp.float32)
     else:
-      if mask.shape != x.shape[1:3]:
-        raise ValueError(
-          f'mask shape {mask.shape} does not match site {site!r} batch '
-          f'shape {x.shape[1:3]}.'
-        )
+      chex.assert_shape(
+        mask,
+        x.shape[1:3],
+        custom_message=f'mask shape {jnp.shape(mask)} does not match site '
+        f'{site!r} batch shape {x.shape[1:3]}.',
+        exception_type=rl.ShapeError,
+      )
       m = jnp.asarray(mask, jnp.float32)
     xm = x * m[None, :, :, None]
     sums[site] = total + jnp.einsum(

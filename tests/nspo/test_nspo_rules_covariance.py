@@ -130,3 +130,12 @@ class CovarianceVariantsTest(chex.TestCase):
     assert float(both.counts['a']) == 12
     with pytest.raises(ValueError, match='different sites'):
       nspo.merge(s, nspo.init_stats({'b': (1, 2)}))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_shape_contracts_raise_chex_errors_naming_the_site(self):
+    step = self.variant(nspo.accumulate)
+    stats = nspo.init_stats({'mlp_in': (2, 4)})
+    with self.assertRaisesRegex(AssertionError, r"\[Chex\].*site 'mlp_in'"):
+      step(stats, {'mlp_in': jnp.zeros((2, 3, 4))})  # no B axis
+    with self.assertRaisesRegex(AssertionError, r'mask shape \(3,\)'):
+      step(stats, {'mlp_in': jnp.zeros((2, 1, 3, 4))}, jnp.ones(3))
