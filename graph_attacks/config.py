@@ -116,6 +116,7 @@ FIELDS: dict = {
     'prune_threshold': _COS,
     'od_epochs': _POS,
     'od_percentile': schema.number(0.0, 100.0, open_low=True, open_high=True),
+    'od_max_hidden': _POS,
   },
 }
 

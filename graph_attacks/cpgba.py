@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from graph_attacks import cluster
+from graph_attacks import functional
 from graph_attacks import graph as graph_lib
 from graph_attacks import models
 from graph_attacks import triggers
@@ -263,6 +264,25 @@ def assign_capped(shift: np.ndarray, cap: int) -> np.ndarray:
   return labels
 
 
+@jax.jit
+def _label_shifts(classify, g, c, base, p, adj):
+  """Mean logit shift `[K, C]` of each trigger attached to every centre."""
+  m, n = c.shape[0], p.shape[1]
+
+  def shift_of(fa):
+    feats, a = fa
+    trig = triggers.attach_triggers(
+      g,
+      c,
+      jnp.broadcast_to(feats, (m, *feats.shape)),
+      jnp.broadcast_to(a, (m, n, n)),
+      jnp.ones((m, n)),
+    )
+    return (classify(trig)[c] - base).mean(0)
+
+  return jax.lax.map(shift_of, (p, adj))
+
+
 def label_triggers(
   repo: TriggerRepository,
   classifier,
@@ -291,22 +311,10 @@ def label_triggers(
   base = train_lib.predict(classifier, g)[c]
   p = repo.prompt_features()
   adj = repo.adjacency[...]
-  m, n = c.shape[0], repo.size
-  graphdef, state = nnx.split(classifier)
-
-  @jax.jit
-  def shift_of(feats, a):
-    trig = triggers.attach_triggers(
-      g,
-      c,
-      jnp.broadcast_to(feats, (m, *feats.shape)),
-      jnp.broadcast_to(a, (m, n, n)),
-      jnp.ones((m, n)),
-    )
-    out = nnx.merge(graphdef, state)(trig)[c]
-    return (out - base).mean(0)
-
-  shift = np.asarray(jax.lax.map(lambda fa: shift_of(*fa), (p, adj)))
+  classify = functional.module_fn(classifier)
+  # The union graph and the classifier are arguments, not constants: no
+  # constant folding of the [U, F] union features at compile time.
+  shift = np.asarray(_label_shifts(classify, g, c, base, p, adj))
   cap = math.ceil(p.shape[0] / num_classes)
   repo.labels[...] = jnp.asarray(assign_capped(shift, cap), jnp.int32)
   return shift

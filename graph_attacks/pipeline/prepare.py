@@ -97,7 +97,11 @@ def defence_fn(name: str, cfg: ml_collections.ConfigDict, graph, num_real):
   if name == 'od':
     real = np.arange(graph.nodes.shape[0]) < num_real
     od = defences.OutlierDetector(
-      graph.nodes, real, epochs=cfg.od_epochs, percentile=cfg.od_percentile
+      graph.nodes,
+      real,
+      epochs=cfg.od_epochs,
+      percentile=cfg.od_percentile,
+      max_hidden=cfg.od_max_hidden,
     )
     return od.as_fn()
   return None

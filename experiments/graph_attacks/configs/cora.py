@@ -1,16 +1,11 @@
-"""Cora from Planetoid files: `--config.data.data_dir=../shared/data/planetoid`.
+"""Cora from Planetoid files (`planetoid.py`).
 
-Default-scale training on real Cora (2708 nodes, 1433 features)."""
+  --config.data.data_dir=../shared/data/planetoid
 
-from experiments.graph_attacks.configs import full
+The settings of `planetoid.DATASETS['cora']` on top of `full`, 3 seeds."""
+
+from experiments.graph_attacks.configs import planetoid
 
 
 def get_config():
-  c = full.get_config()
-  c.name = 'cora'
-  c.data.source = 'planetoid'
-  c.data.data_dir = ''
-  c.data.name = 'cora'
-  c.attack.cpgba.num_triggers = 140
-  c.attack.cpgba.max_subgraphs = 8000
-  return c
+  return planetoid.get_config('cora')

@@ -89,6 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
     )
   )
   c.defence = ml_collections.ConfigDict(
-    dict(prune_threshold=0.1, od_epochs=300, od_percentile=97.0)
+    # od_max_hidden caps the OD autoencoder's widths (2d/3, d/3 in the code)
+    # so wide features (CiteSeer's 3703) fit; 500 CSBM features are below.
+    dict(
+      prune_threshold=0.1, od_epochs=300, od_percentile=97.0, od_max_hidden=512
+    )
   )
   return c

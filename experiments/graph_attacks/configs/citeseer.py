@@ -1,0 +1,11 @@
+"""CiteSeer from Planetoid files (`planetoid.py`).
+
+  --config.data.data_dir=../shared/data/planetoid
+
+The settings of `planetoid.DATASETS['citeseer']` on top of `full`, 3 seeds."""
+
+from experiments.graph_attacks.configs import planetoid
+
+
+def get_config():
+  return planetoid.get_config('citeseer')
