@@ -218,9 +218,17 @@ def grow(
     [np.pad(x.calls_before, (0, e - len(x.ids)), mode='edge') for x in experts]
   )
   left = np.maximum(config.max_calls - calls_before[src, pos], 0)
+  # The expert text of each branch's current turn (since its last
+  # observation), so a prefix cut inside a call is parsed whole.
+  heads = []
+  for i, a in zip(src, pos, strict=True):
+    obs = np.nonzero(~ex_pol[i, :a])[0]
+    start = int(obs[-1]) + 1 if obs.size else 0
+    heads.append(ex_tok[i, start:a].tolist())
   cont = multiturn.continue_rollout(
-    sampler, forked, tokenizer, env, k_roll, config, calls_left=left
-  )
+    sampler, forked, tokenizer, env, k_roll, config, calls_left=left,
+    turn_prefixes=heads,
+  )  # fmt: skip
   j = len(src)
   out_tok = np.full((j, w), pad, np.int32)
   resp = np.zeros((j, w), bool)

@@ -289,6 +289,7 @@ def continue_rollout(
   rng: jax.Array,
   config: MultiTurnConfig,
   calls_left: Sequence[int] | np.ndarray | None = None,
+  turn_prefixes: Sequence[Sequence[int]] | None = None,
 ) -> MultiTurnRollout:
   """The tool loop from a prefilled state (see module docstring).
 
@@ -304,6 +305,10 @@ def continue_rollout(
       `config.max_calls`; a forked branch passes what its prefix left).
       Row i generates at most `calls_left[i] + 1` turns; a turn that stopped
       without a valid call counts as one (as Search-R1's turn budget).
+    turn_prefixes: per row, the token ids already in its context that belong
+      to its first turn (a forced prefix cut inside a call, e.g. the ids of
+      `<calc> 12`): decoded together with the first turn's tokens for the
+      environment (so a number split at the cut is read whole).
 
   Returns:
     A `MultiTurnRollout` of what was generated and observed from `state`.
@@ -317,6 +322,10 @@ def continue_rollout(
         f'calls_left must be [{b}] ints in [0, {config.max_calls}], got '
         f'{np.asarray(calls_left).tolist()}'
       )
+  if turn_prefixes is not None and len(turn_prefixes) != b:
+    raise ValueError(
+      f'turn_prefixes needs {b} entries, got {len(turn_prefixes)}'
+    )
   gen_cfg = generation_config(tokenizer, env, config)
   ids_of = {
     tokenizer.token_id(f'</{t}>'): t for t in env.call_tags
@@ -356,7 +365,8 @@ def continue_rollout(
         done[i], finish[i] = True, 'turns'
       else:
         tag = ids_of.get(ids[-1]) if n else None
-        calls.append(ToolCall(int(i), tag, tokenizer.decode(ids)))
+        head = [] if turn or turn_prefixes is None else list(turn_prefixes[i])
+        calls.append(ToolCall(int(i), tag, tokenizer.decode(head + ids)))
     obs: dict[int, list[int]] = {}
     for call, o in zip(calls, safe_respond(env, calls), strict=True):
       i = call.row

@@ -53,8 +53,8 @@ def get_config():
   c.budget = ml_collections.ConfigDict(
     {
       'expert_fraction': 0.1,
-      'warmup_steps': 12,
-      'rl_steps': 12,
+      'warmup_steps': 10,
+      'rl_steps': 10,
       'c_data': 1.0,
       'c_step': 1.0,
     }
@@ -90,5 +90,7 @@ def get_config():
       'gate_threshold': 1.0,
     }
   )
-  c.eval = ml_collections.ConfigDict({'num_math': 32, 'num_qa': 32, 'every': 6})
+  c.eval = ml_collections.ConfigDict(
+    {'num_math': 32, 'num_qa': 32, 'every': 10}
+  )
   return c
