@@ -288,6 +288,7 @@ def calibrate(
   base: CostModel,
   comm: str = RING,
   iterations: int = 20,
+  relative: bool = False,
 ) -> CostModel:
   """Fits a1, a2 and beta of ``base`` to measured group step times.
 
@@ -302,6 +303,9 @@ def calibrate(
     base: supplies every parameter except a1, a2, beta.
     comm: 'ring' or 'ulysses'.
     iterations: fixed-point iterations.
+    relative: minimise relative instead of absolute errors (each row and
+      target divided by the measured time), so short steps count as much as
+      long ones.
 
   Returns:
     A CostModel equal to ``base`` with fitted a1, a2, beta.
@@ -338,7 +342,8 @@ def calibrate(
         for (lengths, degree, _), r in zip(measurements, rows, strict=True)
       ]
     )
-    coef, _ = scipy.optimize.nnls(x / scale, y - comm_ms)
+    w = 1.0 / y if relative else np.ones_like(y)
+    coef, _ = scipy.optimize.nnls(x / scale * w[:, None], (y - comm_ms) * w)
     coef = coef / scale
     if coef[0] == 0 and coef[1] == 0:
       raise ValueError(

@@ -32,13 +32,20 @@ import numpy as np
 
 from dhp import allocation
 from dhp import cost_model as cm
+from dhp import exhaustive
 from dhp import local_search
 from dhp import packing
 from dhp import placement
 from dhp import plan_types as pt
 
-SMALL_ROUND = local_search.SMALL_ROUND  # rounds this small refine everything
+SMALL_ROUND = local_search.SMALL_ROUND  # 'small' rounds (see plan_round)
 LARGE_REFINE = 1  # larger rounds refine their best this many candidates
+SMALL_REFINE = 4  # small rounds refine their best this many candidates
+# Memory-tight small rounds (sum L >= 0.8 N C, <= 10 sequences) add the
+# exhaustive optimum (dhp.exhaustive, <= 3^10 / 2 subset pairs) as a
+# candidate: there the groups are a bin-packing problem local moves miss.
+EXACT_MAX_SEQUENCES = 10
+EXACT_UTILISATION = 0.8
 
 
 def _lpt_bins(problem: pt.RoundProblem, times, groups, degree):
@@ -196,12 +203,19 @@ def plan_round(
     whenever one exists; when sum L > N C no plan exists (the groups'
     memory d_k C sums to at most N C).
 
-  With ``refine``, every distinct candidate grouping is improved by
-  ``local_search.improve`` (move, merge and split moves; LPT passes), and
-  the plan with the lowest makespan is kept, so it is never worse than any
-  candidate. Work per round: at most ``len(pack_scales) + N + 1``
-  candidates (static degrees only while their bound beats the incumbent),
-  each refined within ``local_search``'s bound.
+  * in memory-tight rounds of at most ``EXACT_MAX_SEQUENCES`` sequences
+    (sum L >= ``EXACT_UTILISATION`` N C), the exhaustive optimum.
+
+  With ``refine``, distinct candidates are improved by
+  ``local_search.improve`` (move, merge, split and swap moves; LPT passes):
+  in rounds of at most ``SMALL_ROUND`` sequences every BFD packing and the
+  best ``SMALL_REFINE`` other candidates, in larger rounds the best
+  ``LARGE_REFINE``. The plan with the lowest makespan is kept, so it is
+  never worse than any candidate (refined or not). Work per round: at most
+  ``len(pack_scales) + 5 + N`` candidates (static degrees only while their
+  bound beats the incumbent), at most ``len(pack_scales) + SMALL_REFINE``
+  refinements each within ``local_search``'s bound, and one exhaustive
+  search of O(3^10) in memory-tight rounds of <= 10 sequences.
 
   Args:
     lengths: [B] tokens of this round's sequences.
@@ -240,31 +254,42 @@ def plan_round(
         break
   fixed = []  # (makespan, bins, degrees): plans outside the table's width
   if refine and min((g.makespan for g in groupings), default=math.inf) > tight:
+    others = []
     one = packing.grouping_from_bins(problem, np.zeros(len(lengths), np.int64))
     if one is not None:
-      groupings.append(one)
+      others.append(one)
     else:
       fixed.extend(_one_group_plans(problem))
     for bins in token_balanced(problem):
       sol = packing.grouping_from_bins(problem, bins)
       if sol is not None:
-        groupings.append(sol)
-    incumbent = min((g.makespan for g in groupings), default=math.inf)
+        others.append(sol)
+    incumbent = min((g.makespan for g in groupings + others), default=math.inf)
     for makespan, bins, degree in static_candidates(problem, incumbent):
       sol = packing.grouping_from_bins(problem, bins)
       if sol is not None:
-        groupings.append(sol)
+        others.append(sol)
       else:
         k = int(bins.max()) + 1
         fixed.append((makespan, bins, np.full(k, degree, np.int64)))
-    seen, refined = set(), []
-    limit = len(groupings) if len(lengths) <= SMALL_ROUND else LARGE_REFINE
-    for sol in sorted(groupings, key=lambda g: g.makespan):
+    groupings = groupings + others
+    # Small rounds refine every BFD packing and the best SMALL_REFINE other
+    # candidates; large rounds the best LARGE_REFINE candidates.
+    small = len(lengths) <= SMALL_ROUND
+    num_packings = len(groupings) - len(others)
+    order = sorted(range(len(groupings)), key=lambda j: groupings[j].makespan)
+    seen, refined, extra = set(), [], 0
+    for j in order:
+      sol = groupings[j]
       key = _dedupe_key(sol.bins)
       if key in seen:
         continue
       seen.add(key)
-      if len(seen) > limit:
+      if small and j < num_packings:
+        pass  # a BFD packing: always refined
+      elif extra < (SMALL_REFINE if small else LARGE_REFINE):
+        extra += 1
+      else:
         refined.append(sol)
         continue
       sol = local_search.improve(problem, sol)
@@ -272,6 +297,21 @@ def plan_round(
       if sol.makespan <= tight:
         break
     groupings = refined
+    if (
+      len(lengths) <= EXACT_MAX_SEQUENCES
+      and lengths.sum() >= EXACT_UTILISATION * num_devices * capacity
+      and min((g.makespan for g in groupings), default=math.inf) > tight
+    ):
+      exact = exhaustive.exhaustive_round(
+        lengths, num_devices, capacity, cost, problem.allowed, comm
+      )
+      if exact.feasible:
+        bins = np.empty(len(lengths), np.int64)
+        for k, ids in enumerate(exact.groups):
+          bins[ids] = k
+        sol = packing.grouping_from_bins(problem, bins)
+        if sol is not None:
+          groupings.append(sol)
   best = min(groupings, key=lambda g: g.makespan, default=None)
   best_fixed = min(fixed, key=lambda x: x[0], default=None)
   if best_fixed is not None and (best is None or best_fixed[0] < best.makespan):
@@ -354,6 +394,26 @@ def split_rounds(lengths, num_rounds, cost: cm.CostModel):
   return [np.sort(np.array(m, np.int64)) for m in members]
 
 
+def _plan_rounds(
+  lengths, num_rounds, num_devices, capacity, cost, planner, kwargs
+):
+  """The batch split into ``num_rounds`` LPT rounds, each planned; None if
+  some round has no plan."""
+  rounds = []
+  for idx in split_rounds(lengths, num_rounds, cost):
+    if idx.size == 0:
+      continue
+    plan = planner(lengths[idx], num_devices, capacity, cost, **kwargs)
+    if plan is None:
+      return None
+    groups = tuple(
+      pt.GroupPlan(idx[g.seq_ids], g.degree, g.offset, g.time_ms)
+      for g in plan.groups
+    )
+    rounds.append(dataclasses.replace(plan, groups=groups))
+  return pt.BatchPlan(tuple(rounds))
+
+
 def plan_batch(
   lengths,
   num_devices,
@@ -362,10 +422,13 @@ def plan_batch(
   round_planner: pt.RoundPlanner = plan_round,
   **planner_kwargs,
 ) -> pt.BatchPlan:
-  """Plans a global batch: the fewest LPT rounds that each planner accepts.
+  """Plans a global batch as LPT rounds; the round count is searched.
 
-  Starts from R = ceil(sum L / (N C)) rounds and adds one while any round's
-  planner returns None.
+  Starts from R = ceil(sum L / (N C)) rounds and adds rounds while some
+  round's planner returns None (R grows by max(1, R // 16)); from the first
+  R at which every round has a plan, it tries R + 1, R + 2, ... while the
+  total time drops (memory-tight rounds can be slower than one more,
+  looser round) and keeps the fastest. Every method uses this splitter.
 
   Returns:
     BatchPlan whose seq_ids index ``lengths``.
@@ -375,26 +438,23 @@ def plan_batch(
     lengths, capacity, num_devices
   )  # clear error if one cannot fit
   num_rounds = max(1, math.ceil(lengths.sum() / (num_devices * capacity)))
+  args = (num_devices, capacity, cost, round_planner, planner_kwargs)
+  best = None
   while num_rounds <= len(lengths):
-    rounds = []
-    for idx in split_rounds(lengths, num_rounds, cost):
-      if idx.size == 0:
-        continue
-      plan = round_planner(
-        lengths[idx], num_devices, capacity, cost, **planner_kwargs
-      )
-      if plan is None:
-        break
-      groups = tuple(
-        pt.GroupPlan(idx[g.seq_ids], g.degree, g.offset, g.time_ms)
-        for g in plan.groups
-      )
-      rounds.append(dataclasses.replace(plan, groups=groups))
-    else:
-      return pt.BatchPlan(tuple(rounds))
+    plan = _plan_rounds(lengths, num_rounds, *args)
+    if plan is not None:
+      if best is not None and plan.total_ms >= best.total_ms:
+        return best
+      best = plan
+      num_rounds += 1
+      continue
+    if best is not None:
+      return best
     if num_rounds == len(lengths):
       break
     num_rounds = min(len(lengths), num_rounds + max(1, num_rounds // 16))
+  if best is not None:
+    return best
   raise ValueError(
     f'{round_planner.__name__} found no feasible plan for {len(lengths)} '
     f'sequences on {num_devices} ranks, even one sequence per round.'

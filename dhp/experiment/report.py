@@ -107,14 +107,13 @@ def _summary(config, res: StageResults, paper_n, speed):
     'gap_within_1pct_fraction': gap['within_1pct'],
     'gap_within_5pct_fraction': gap['within_5pct'],
     'gap_false_no_plan': gap['no_plan'],
-    # DHP over the best static ring CP in the penalty sweep (>= 1: DHP is
-    # never slower than the best static plan there either).
-    'min_sweep_speedup_vs_static_ring': min(
-      (r[2] for r in res.sweep_rows), default=None
-    ),
     'utilisation_dhp_round1': res.utilisation_dhp,
     'utilisation_static_round1': res.utilisation_static,
   }
+  if res.sweep_rows:  # >= 1: DHP never slower than the best static plan
+    summary['min_sweep_speedup_vs_static_ring'] = min(
+      r[2] for r in res.sweep_rows
+    )
   for r in res.latency_rows:
     summary[f'planner_ms_N{r[0]}_B{r[1]}'] = r[2]
   if 'long_tail' in config.simulation.distributions:
