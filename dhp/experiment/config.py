@@ -68,6 +68,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
     'min_utilisation': schema.number(0.0, open_low=True),
     'max_utilisation': schema.number(0.0, open_low=True),
   },
+  'calibration': {
+    'enabled': schema.boolean(),
+    'degrees': _list(schema.integer(1)),
+    'lengths': _list(schema.integer(4)),
+    'repeats': schema.integer(1),
+    'cluster_sizes': _list(_SIZE),
+  },
   'train': {
     'enabled': schema.boolean(),
     'num_devices': schema.optional(schema.integer(1)),
@@ -80,6 +87,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     'capacity': schema.integer(1),
     'cost_a1': schema.number(0.0),
     'cost_a2': schema.number(0.0),
+    'cost_eff_half': schema.number(0.0),
     'learning_rate': schema.number(0.0, open_low=True),
     'fast_compile': schema.boolean(),
     'model': {f: schema.integer(1) for f in MODEL_FIELDS},
@@ -114,6 +122,24 @@ def validate_config(config, num_available_devices=None) -> None:
     model_config(config.train)
   except ValueError as e:
     raise schema.ConfigError(f'config.train.model: {e}') from None
+  cal = config.calibration
+  if cal.enabled:
+    if len(cal.degrees) * len(cal.lengths) < 3:
+      schema.fail(
+        'calibration.lengths',
+        list(cal.lengths),
+        'at least 3 (degree, length) points in all (3 parameters)',
+      )
+    if num_available_devices is None:
+      import jax  # only the runtime stages need devices
+
+      num_available_devices = len(jax.devices())
+    if max(cal.degrees) > num_available_devices:
+      schema.fail(
+        'calibration.degrees',
+        list(cal.degrees),
+        f'degrees up to the {num_available_devices} devices that exist',
+      )
   tc = config.train
   if tc.enabled:
     if tc.max_len > tc.model.max_len:

@@ -4,8 +4,10 @@
 2. ``simulation``: DHP vs the baselines on the cost model, the penalty
    sweep and the per-rank utilisation of one round.
 3. ``planner_study``: planner latency and the gap to the exact optimum.
-4. ``runtime_check``: planned DHP steps on devices vs one device.
-5. ``report``: ``metrics.json`` through ``common.report.write_metrics`` and
+4. ``calibration_stage``: the cost model fitted to measured step times,
+   and the simulation under it beside the preset.
+5. ``runtime_check``: planned DHP steps on devices vs one device.
+6. ``report``: ``metrics.json`` through ``common.report.write_metrics`` and
    one PNG per curve through ``common.report.plot_curve``.
 
 Unit results are cached under ``workdir/units/<stage>`` keyed by the config
@@ -18,6 +20,7 @@ import pathlib
 from typing import Any
 
 from common import report as creport
+from dhp.experiment import calibration_stage
 from dhp.experiment import config as config_lib
 from dhp.experiment import planner_study
 from dhp.experiment import report
@@ -69,6 +72,11 @@ def run(config, workdir) -> dict[str, Any]:
   lat_rows, lat_series = planner_study.latency(config, cost)
   gap = planner_study.optimality_gap(config, cost, units / 'gap')
   util_curve, u_dhp, u_static = simulation.utilisation(config, cost)
+  calibrated = (
+    calibration_stage.calibration(config, cost, units / 'calibration')
+    if config.calibration.enabled
+    else None
+  )
   training = (
     runtime_check.runtime_check(config, units / 'runtime')
     if config.train.enabled
@@ -86,6 +94,7 @@ def run(config, workdir) -> dict[str, Any]:
     utilisation_dhp=u_dhp,
     utilisation_static=u_static,
     training=training,
+    calibration=calibrated,
   )
   metrics = report.build_metrics(config, results)
   for curve in metrics['curves']:

@@ -36,7 +36,12 @@ def _run_steps(config):
   """Trains the tiny model with DHP and on one device; compares losses."""
   tc = config.train
   mcfg = config_lib.model_config(tc)
-  cost = cm.CostModel(a1=tc.cost_a1, a2=tc.cost_a2, num_layers=mcfg.num_layers)
+  cost = cm.CostModel(
+    a1=tc.cost_a1,
+    a2=tc.cost_a2,
+    eff_half=tc.cost_eff_half,
+    num_layers=mcfg.num_layers,
+  )
   # config.validate_config checked that num_devices devices exist.
   n = min(8, len(jax.devices())) if tc.num_devices is None else tc.num_devices
   opts = {'xla_backend_optimization_level': 0} if tc.fast_compile else None

@@ -47,6 +47,16 @@ def get_config() -> ml_collections.ConfigDict:
       'max_utilisation': 0.95,
     }
   )
+  c.calibration = ml_collections.ConfigDict(
+    {
+      'enabled': True,
+      # Ring degrees and lengths timed on the CPU devices (< 2 min).
+      'degrees': [1, 2, 4, 8],
+      'lengths': [64, 128, 256],
+      'repeats': 3,
+      'cluster_sizes': [8, 64],  # the simulation rerun under the fit
+    }
+  )
   c.train = ml_collections.ConfigDict(
     {
       'enabled': True,
@@ -60,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
       'capacity': 64,  # tokens per device: forces multi-device groups
       'cost_a1': 1e-3,
       'cost_a2': 1e-1,
+      # Small-chunk penalty (tokens): without it T is linear in 1 / d and one
+      # group of all ranks is optimal, so the run would not regroup.
+      'cost_eff_half': 16.0,
       'learning_rate': 3e-3,
       'fast_compile': True,  # XLA backend optimisation level 0 on CPU
       'model': {

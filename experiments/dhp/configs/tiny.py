@@ -27,6 +27,9 @@ def get_config():
     {'cluster_sizes': [8, 16], 'batch_sizes': [32], 'repeats': 2}
   )
   c.gap.update({'instances': 6, 'max_sequences': 4, 'max_devices': 6})
+  c.calibration.update(
+    {'degrees': [1, 2], 'lengths': [16, 32], 'repeats': 1, 'cluster_sizes': [8]}
+  )
   c.train.update(
     {
       'steps': 2,
