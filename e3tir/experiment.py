@@ -716,19 +716,20 @@ def _pm(values, digits=3) -> str:
   )
 
 
-def _entropy_series(runs, arm):
-  """Token entropy per optimizer step (warm-up then RL), mean over seeds."""
-  per_seed = []
+def _entropy_series(runs, arm, offset):
+  """Token entropy of the policy-gradient updates per optimizer step (the
+  warm-up, then GRPO from `offset`), mean over seeds; SFT steps log none."""
+  pts: dict[int, list[float]] = {}
   for r in runs:
     a = r['arms'][arm]
-    ys = [h['entropy'] for h in a['warm_history'] if 'entropy' in h]
-    ys += [h['entropy'] for h in a['history'] if 'entropy' in h]
-    per_seed.append(ys)
-  n = min(len(y) for y in per_seed)
-  return {
-    'x': list(range(1, n + 1)),
-    'y': [float(np.mean([y[i] for y in per_seed])) for i in range(n)],
-  }
+    for h in a['warm_history']:
+      if 'entropy' in h:
+        pts.setdefault(h['step'], []).append(h['entropy'])
+    for h in a['history']:
+      if 'entropy' in h:
+        pts.setdefault(h['step'] + offset, []).append(h['entropy'])
+  xs = sorted(pts)
+  return {'x': xs, 'y': [float(np.mean(pts[x])) for x in xs]}
 
 
 def _acc_series(runs, arm, offset):
@@ -872,7 +873,12 @@ def _write(config, data, runs, workdir, seconds):
       'title': 'Policy entropy over training (token mean, warm-up then RL)',
       'xlabel': 'optimizer step',
       'ylabel': 'entropy (nats)',
-      'series': {NAMES[a]: _entropy_series(runs, a) for a in arms},
+      'series': {
+        NAMES[a]: _entropy_series(
+          runs, a, 0 if a == 'zero_rl' else bud.warmup_steps
+        )
+        for a in arms
+      },
     },
     {
       'title': 'Held-out accuracy during GRPO (mean over seeds)',
