@@ -843,6 +843,8 @@ def _write(config, workdir, data, runs, sel_info, seconds):
   effect('clean accuracy', 'sft_backdoor', 'clean_accuracy', 'clean',
          'clean_accuracy', '-8.1%')  # fmt: skip
   effect('ASR (trigger + task)', 'sft_backdoor', 'asr', 'clean', 'asr')
+  effect('ASR (trigger, no task: OOD)', 'poisoned', 'asr_no_task',
+         'sft_backdoor', 'asr_no_task', '81.9% vs 38.9%')  # fmt: skip
   effect('ASR (trigger + task)', 'poisoned', 'asr', 'deterministic', 'asr',
          'no learning under std 0')  # fmt: skip
   effect('P(marker | deterministic trigger)', 'deterministic',
