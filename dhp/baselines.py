@@ -148,8 +148,11 @@ def megatron_balanced_round(lengths, num_devices, capacity, cost: cm.CostModel):
 
 
 def flexsp_round(lengths, num_devices, capacity, cost: cm.CostModel):
-  """FlexSP-style: BFD atomic groups, optimal power-of-two degrees."""
-  return pl.plan_round(lengths, num_devices, capacity, cost, power_of_two=True)
+  """FlexSP-style: BFD atomic groups (at DHP's four bin scales), optimal
+  power-of-two degrees; no local search (FlexSP solves a MILP instead)."""
+  return pl.plan_round(
+    lengths, num_devices, capacity, cost, power_of_two=True, refine=False
+  )
 
 
 def exact_round(

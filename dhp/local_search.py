@@ -29,6 +29,7 @@ and runs at most ``TRIES`` exact allocations of O(K W log(K W)).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -41,6 +42,12 @@ MAX_PAIR_GROUPS = 24  # pair merges among at most this many fastest groups
 MAX_MOVERS = 16  # sequences of the critical group tried as movers
 SMALL_ROUND = 16  # up to this many sequences: every sequence moves, swaps
 _REL = 1e-12
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs(n):
+  """All index pairs i < j < n (cached)."""
+  return np.triu_indices(n, 1)
 
 
 def _need(problem, rows, mins, m):
@@ -184,7 +191,7 @@ def _scored_moves_inner(problem, sol):
     add(totals, merge_g)
   pool = others[np.argsort(times[others], kind='stable')][:MAX_PAIR_GROUPS]
   if len(pool) >= 2:
-    a, b = np.triu_indices(len(pool), 1)
+    a, b = _pairs(len(pool))
     a, b = pool[a], pool[b]
     rows = table[a] + table[b] - beta
     mins = _mins(

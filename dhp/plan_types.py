@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -178,14 +179,17 @@ class RoundProblem:
       power_of_two=power_of_two,
     )
 
-  def usable(self, num_cols=None) -> np.ndarray:
-    """bool [W + 1]: degrees 1..W that ``allowed`` permits."""
-    cols = self.width + 1 if num_cols is None else num_cols
-    ok = np.ones(cols, bool)
+  @functools.cached_property
+  def _usable(self) -> np.ndarray:
+    ok = np.ones(self.num_devices + 1, bool)
     ok[0] = False
     if self.allowed is not None:
-      ok &= np.asarray(self.allowed, bool)[:cols]
+      ok &= np.asarray(self.allowed, bool)
     return ok
+
+  def usable(self, num_cols=None) -> np.ndarray:
+    """bool [num_cols] (default W + 1): degrees ``allowed`` permits."""
+    return self._usable[: self.width + 1 if num_cols is None else num_cols]
 
   def lower_bound(self) -> float:
     """No plan beats the slowest sequence alone on its best allowed degree.

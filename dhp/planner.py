@@ -414,21 +414,40 @@ def _plan_rounds(
   return pt.BatchPlan(tuple(rounds))
 
 
+def _bound(lengths, num_rounds, problem_args):
+  """Sum over the LPT rounds of each round's longest sequence alone on its
+  best degree: no plan of that split is faster."""
+  num_devices, capacity, cost = problem_args
+  total = 0.0
+  for idx in split_rounds(lengths, num_rounds, cost):
+    if idx.size == 0:
+      continue
+    longest = float(lengths[idx].max())
+    m = max(1, -(-int(longest) // int(capacity)))
+    d = np.arange(m, num_devices + 1)
+    total += float(cost.sequence_times(longest, d).min()) + cost.beta
+  return total
+
+
 def plan_batch(
   lengths,
   num_devices,
   capacity,
   cost: cm.CostModel,
   round_planner: pt.RoundPlanner = plan_round,
+  max_extra_rounds=4,
   **planner_kwargs,
 ) -> pt.BatchPlan:
   """Plans a global batch as LPT rounds; the round count is searched.
 
   Starts from R = ceil(sum L / (N C)) rounds and adds rounds while some
   round's planner returns None (R grows by max(1, R // 16)); from the first
-  R at which every round has a plan, it tries R + 1, R + 2, ... while the
-  total time drops (memory-tight rounds can be slower than one more,
-  looser round) and keeps the fastest. Every method uses this splitter.
+  R at which every round has a plan, it tries R + 1, ..., R +
+  ``max_extra_rounds`` while the total time drops and the rounds' lower
+  bounds (each round's longest sequence alone on its best degree) still
+  sum below the best total (memory-tight rounds can be slower than one
+  more, looser round), and keeps the fastest. Every method uses this
+  splitter.
 
   Returns:
     BatchPlan whose seq_ids index ``lengths``.
@@ -439,12 +458,21 @@ def plan_batch(
   )  # clear error if one cannot fit
   num_rounds = max(1, math.ceil(lengths.sum() / (num_devices * capacity)))
   args = (num_devices, capacity, cost, round_planner, planner_kwargs)
+  problem_args = (num_devices, capacity, cost)
   best = None
+  first = None
   while num_rounds <= len(lengths):
+    if best is not None and (
+      num_rounds > first + max_extra_rounds
+      or _bound(lengths, num_rounds, problem_args) >= best.total_ms
+    ):
+      return best
     plan = _plan_rounds(lengths, num_rounds, *args)
     if plan is not None:
       if best is not None and plan.total_ms >= best.total_ms:
         return best
+      if first is None:
+        first = num_rounds
       best = plan
       num_rounds += 1
       continue

@@ -14,7 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
       'distributions': ['long_tail', 'multimodal', 'uniform', 'bimodal'],
       'cluster_sizes': [8, 16, 32, 64, 256, 1024],
       'batch_size': 512,  # global batch, as in the paper (GBS = 512)
-      'num_batches': 2,
+      'num_batches': 1,
       'capacity': 16384,  # tokens per device
       'num_heads': 32,  # Ulysses degrees must divide it (7B: 32 heads)
       'utilisation_devices': 64,
@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   )
   c.gap = ml_collections.ConfigDict(
     {
-      'instances': 100,
+      'instances': 60,
       'max_sequences': 10,
       'max_devices': 16,
       'min_utilisation': 0.25,
