@@ -97,8 +97,10 @@ def drop_view(graph, key, p_edge: float, p_feat: float):
   )
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'epochs'))
-def _train_grace(graphdef, state, graph, node_mask, key, hparams, *, epochs):
+@functools.partial(jax.jit, static_argnames=('graphdef', 'epochs', 'rows'))
+def _train_grace(
+  graphdef, state, graph, node_mask, key, hparams, *, epochs, rows
+):
   # Hyperparameters are traced scalars: one compilation serves every value.
   tau, p_edge, p_feat = hparams['tau'], hparams['p_edge'], hparams['p_feat']
   tx = optax.adamw(
@@ -110,8 +112,11 @@ def _train_grace(graphdef, state, graph, node_mask, key, hparams, *, epochs):
     k1, k2 = jax.random.split(k)
     g1 = drop_view(graph, k1, p_edge[0], p_feat[0])
     g2 = drop_view(graph, k2, p_edge[1], p_feat[1])
+    # The loss reads the first `rows` nodes (the real ones, rounded up):
+    # its N x N similarities skip the padding.
+    z1, z2 = model(g1)[:rows], model(g2)[:rows]
     return grace_loss(
-      model.project(model(g1)), model.project(model(g2)), tau, node_mask
+      model.project(z1), model.project(z2), tau, node_mask[:rows]
     )
 
   return train_lib.scan_fit(loss_fn, tx, state, key, epochs)
@@ -153,6 +158,8 @@ def train_grace(
     jax.random.key(seed),
     hparams,
     epochs=int(epochs),
+    # Real nodes rounded up to 128 (few compilations across graph sizes).
+    rows=min(graph.nodes.shape[0], -(-int(num_real_nodes) // 128) * 128),
   )
   if not bool(jnp.isfinite(losses).all()):
     raise FloatingPointError(
