@@ -709,6 +709,10 @@ NAMES = {
 }
 
 
+def _times(x) -> str:
+  return f'{x:.2f}x' if isinstance(x, float | int) else str(x)
+
+
 def _pm(values, digits=3) -> str:
   m, s = stats.mean_std(values)
   return (
@@ -765,11 +769,12 @@ def _write(config, data, runs, workdir, seconds):
     summary[f'{a}_roi'] = round(float(np.mean(roi[a])), 6)
   if 'sft_rl' in roi:
     for a in arms:
-      summary[f'{a}_roi_vs_sft_rl'] = round(
-        roi_lib.relative_roi(
-          float(np.mean(roi[a])), float(np.mean(roi['sft_rl']))
-        ),
-        3,
+      rel = roi_lib.relative_roi(
+        float(np.mean(roi[a])), float(np.mean(roi['sft_rl']))
+      )
+      # NaN (SFT-then-RL gained nothing over the base) is not valid JSON.
+      summary[f'{a}_roi_vs_sft_rl'] = (
+        round(rel, 3) if np.isfinite(rel) else 'n/a (SFT-then-RL ROI <= 0)'
       )
   summary['num_seeds'] = len(runs)
   summary['num_expert_full'] = len(data.train)
@@ -804,10 +809,10 @@ def _write(config, data, runs, workdir, seconds):
           'ROI vs SFT-RL']  # fmt: skip
   rows = [['base LM', *(_pm(base[k]) for k in KEYS), '0', '-']]
   for a in arms:
-    rel = summary.get(f'{a}_roi_vs_sft_rl', float('nan'))
+    rel = _times(summary.get(f'{a}_roi_vs_sft_rl', 'n/a'))
     rows.append([NAMES[a], *(_pm(vals[a][k]) for k in KEYS),
                  str(runs[0]['arms'][a]['num_expert']),
-                 f'{rel:.2f}x'])  # fmt: skip
+                 rel])  # fmt: skip
   warm_rows = []
   for a in arms:
     if all(a in r.get('warm', {}) for r in runs):
@@ -846,7 +851,7 @@ def _write(config, data, runs, workdir, seconds):
         [
           'ROI E3-TIR vs SFT-then-RL',
           '1.46x',
-          f'{summary.get("e3tir_roi_vs_sft_rl", float("nan")):.2f}x',
+          _times(summary.get('e3tir_roi_vs_sft_rl', 'n/a')),
         ],
         [
           'expert data vs SFT set',
