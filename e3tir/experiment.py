@@ -737,10 +737,15 @@ def _entropy_series(runs, arm, offset):
 
 
 def _acc_series(runs, arm, offset):
+  """Held-out accuracy: the base LM (step 0), after the warm-up (step
+  `offset`) and at GRPO's evaluations, mean over seeds."""
   pts: dict[int, list[float]] = {}
   for r in runs:
+    pts.setdefault(0, []).append(r['base']['accuracy'])
+    if arm in r.get('warm', {}):
+      pts.setdefault(offset, []).append(r['warm'][arm]['accuracy'])
     for h in r['arms'][arm]['history']:
-      if 'eval_accuracy' in h:
+      if 'eval_accuracy' in h and h['step'] > 0:
         pts.setdefault(h['step'] + offset, []).append(h['eval_accuracy'])
   xs = sorted(pts)
   return {'x': xs, 'y': [float(np.mean(pts[x])) for x in xs]}
@@ -886,7 +891,7 @@ def _write(config, data, runs, workdir, seconds):
       },
     },
     {
-      'title': 'Held-out accuracy during GRPO (mean over seeds)',
+      'title': 'Held-out accuracy: base, after the warm-up, during GRPO',
       'xlabel': 'optimizer step (warm-up + RL)',
       'ylabel': 'avg accuracy',
       'series': {
