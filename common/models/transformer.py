@@ -35,7 +35,6 @@ from common.models import config as config_lib
 from common.models import kv_cache as kv_lib
 
 CAPTURE_NAMES = ('attn_in', 'attn_out', 'mlp_in', 'mlp_hidden', 'residual')
-_MASKED = -1e30
 _INIT = nnx.initializers.normal(stddev=0.02)
 _REMAT_POLICIES = {
   'full': jax.checkpoint_policies.nothing_saveable,
@@ -128,6 +127,18 @@ def _linear(d_in, d_out, config, rngs, use_bias=False):
   )
 
 
+def _fused_linear(x: jax.Array, layers) -> jax.Array:
+  """`concat([l(x) for l in layers], -1)` as one matmul (same dtypes)."""
+  first = layers[0]
+  dtype = first.dtype or x.dtype
+  w = jnp.concatenate([lin.kernel[...] for lin in layers], axis=1)
+  y = jnp.dot(x.astype(dtype), w.astype(dtype))
+  if first.bias is not None:
+    bias = jnp.concatenate([lin.bias[...] for lin in layers])
+    y = y + bias.astype(dtype)
+  return y
+
+
 class Attention(nnx.Module):
   """Grouped-query causal self-attention with rotary embeddings."""
 
@@ -160,14 +171,15 @@ class Attention(nnx.Module):
       `(out [B, T, D], o_proj input [B, T, H*Dh], (keys, values) or None)`.
     """
     b, t, _ = x.shape
-    hkv, dh = self.n_kv_heads, self.head_dim
-    g = self.n_heads // hkv
-    q = self.q_proj(x).reshape(b, t, hkv, g, dh)
-    k = self.k_proj(x).reshape(b, t, hkv, dh)
-    v = self.v_proj(x).reshape(b, t, hkv, dh)
-    q = apply_rope(q.reshape(b, t, hkv * g, dh), cos, sin)
-    q = q.reshape(b, t, hkv, g, dh)
-    k = apply_rope(k, cos, sin)
+    h, hkv, dh = self.n_heads, self.n_kv_heads, self.head_dim
+    # One matmul for q, k and v (kernels concatenated at call time; the
+    # parameters stay separate): fewer, larger dots and, in the backward
+    # pass, one input transpose instead of three.
+    y = _fused_linear(x, (self.q_proj, self.k_proj, self.v_proj))
+    q, k, v = jnp.split(y, [h * dh, (h + hkv) * dh], axis=-1)
+    q = apply_rope(q.reshape(b, t, h, dh), cos, sin)
+    k = apply_rope(k.reshape(b, t, hkv, dh), cos, sin)
+    v = v.reshape(b, t, hkv, dh)
     new_kv = None
     if kv is not None:
       keys, values, layer, slots = kv
@@ -175,13 +187,12 @@ class Attention(nnx.Module):
       values = kv_lib.write(values, layer, slots, v)
       k, v = keys[layer], values[layer]
       new_kv = (keys, values)
-    scores = jnp.einsum(
-      'btkgd,bskd->bkgts', q, k, preferred_element_type=jnp.float32
+    # Grouped-query attention as XLA's fused pattern: logits and softmax in
+    # float32, disallowed keys masked (a query with none gets a uniform,
+    # finite row: padding outputs are meaningless but finite).
+    out = jax.nn.dot_product_attention(
+      q, k, v, mask=allowed[:, None], implementation='xla'
     )
-    scores = scores / math.sqrt(dh)
-    scores = jnp.where(allowed[:, None, None], scores, _MASKED)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum('bkgts,bskd->btkgd', probs, v)
     o_in = out.reshape(b, t, self.n_heads * dh).astype(x.dtype)
     return self.o_proj(o_in), o_in, new_kv
 
@@ -197,7 +208,9 @@ class MLP(nnx.Module):
 
   def __call__(self, x, delta=None):
     """Returns `(out [B, T, D], hidden [B, T, F])`; `delta` adds to hidden."""
-    hidden = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
+    f = self.gate_proj.out_features
+    gate_up = _fused_linear(x, (self.gate_proj, self.up_proj))
+    hidden = jax.nn.silu(gate_up[..., :f]) * gate_up[..., f:]
     if delta is not None:
       hidden = hidden + delta.astype(hidden.dtype)
     return self.down_proj(hidden), hidden

@@ -22,6 +22,7 @@ per-core comparison that the shared machine's load disturbs least. Run:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -145,7 +146,7 @@ def _jax_step(graphdef):
       logits, tokens[:, 1:]
     ).mean()
 
-  @jax.jit
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
   def step(params, opt_state, tokens):
     loss, grads = jax.value_and_grad(loss_fn)(params, tokens)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -183,10 +184,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     # XLA reads its flags when the CPU backend starts (first computation);
     # under a test runner that already started it, these have no effect.
+    # (XLA:CPU has no thread-count flag; with Eigen's pool off its dots and
+    # fusions run on the calling thread.)
     os.environ['XLA_FLAGS'] = (
-      os.environ.get('XLA_FLAGS', '')
-      + ' --xla_cpu_multi_thread_eigen=false'
-      + f' intra_op_parallelism_threads={args.threads}'
+      os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen=false'
     )
   config = models.get_preset(args.preset)
   model = models.Transformer(config, rngs=nnx.Rngs(0))
@@ -232,17 +233,23 @@ def main(argv=None):
 
   # Interleaved rounds (one JAX step, one PyTorch step) and medians, so
   # that load drifting on a shared machine hits both alike.
-  jax_times, torch_times = [], []
+  # Wall time and this process's CPU time per step: on a machine shared
+  # with other jobs the wall time counts the time slices others got, the
+  # CPU time (one thread each) only the step's own work.
+  jax_times, torch_times, jax_cpu, torch_cpu = [], [], [], []
   for _ in range(args.steps):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     params, opt_state, loss = step(params, opt_state, tokens)
     jax.block_until_ready(loss)
     jax_times.append(time.perf_counter() - start)
-    start = time.perf_counter()
+    jax_cpu.append(time.process_time() - cpu)
+    start, cpu = time.perf_counter(), time.process_time()
     torch_step()
     torch_times.append(time.perf_counter() - start)
+    torch_cpu.append(time.process_time() - cpu)
   t_jax = statistics.median(jax_times)
   t_torch = statistics.median(torch_times)
+  cpu_ratio = statistics.median(torch_cpu) / statistics.median(jax_cpu)
 
   n_tok = b * args.seq_len
   jax_tps, torch_tps = n_tok / t_jax, n_tok / t_torch
@@ -258,7 +265,10 @@ def main(argv=None):
   )
   print(
     f'JAX {jax_tps:.0f} tokens/s, PyTorch {torch_tps:.0f} tokens/s '
-    f'(median of {args.steps} interleaved steps)'
+    f'(median of {args.steps} interleaved steps); CPU time per step '
+    f'JAX {1e3 * statistics.median(jax_cpu):.0f} ms, PyTorch '
+    f'{1e3 * statistics.median(torch_cpu):.0f} ms (ratio {cpu_ratio:.2f}); '
+    f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores'
   )
   print(
     f'lm_train_vs_torch: ratio={ratio:.2f} (JAX tokens/s / PyTorch '
@@ -266,6 +276,7 @@ def main(argv=None):
   )
   return {
     'ratio': ratio,
+    'cpu_ratio': cpu_ratio,
     'jax_losses': jax_losses,
     'torch_losses': torch_losses,
   }
