@@ -4,6 +4,10 @@ Tiny decoder (d64, 2 layers); arithmetic (2-3 operands, calculator) and
 1-hop knowledge questions (BM25 top-2 retrieval, held-out entities in the
 test split); every arm takes `warmup_steps + rl_steps` optimizer steps from
 the same base LM; E3-TIR uses 10% of the SFT set's expert traces.
+
+Measured (3 seeds, 1348 s on 2 cores at load average ~16): held-out avg
+accuracy base 0.083, Zero-RL 0.047, SFT-then-RL 0.031, E3-TIR 0.042; no
+paradigm effect shown (e3tir/README.md).
 """
 
 import ml_collections
