@@ -249,6 +249,7 @@ def train_attack(
       adaptive_weight=name == 'dpgba',
       lambda_detector=b.lambda_detector if name == 'dpgba' else 0.0,
       detector_steps=b.detector_steps if name == 'dpgba' else 0,
+      lambda_embed=b.lambda_embed if name == 'dpgba' else 0.0,
     )
     epochs = b.epochs
   history = bilevel.run_bilevel(

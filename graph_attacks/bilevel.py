@@ -52,6 +52,8 @@ class BilevelConfig:
   adaptive_weight: bool = False  # DPGBA: (1 + exp(-p_t)) NLL
   lambda_detector: float = 0.0  # DPGBA: adversarial OOD term
   detector_steps: int = 0
+  lambda_embed: float = 0.0  # DPGBA: w_E, embedding InfoNCE term
+  embed_anchors: int = 10  # DPGBA: most confident target-class nodes
 
   def structure(self) -> Structure:
     """The static part (hashable)."""
@@ -62,6 +64,8 @@ class BilevelConfig:
       adaptive_weight=bool(self.adaptive_weight),
       detector_steps=int(self.detector_steps),
       detector_term=self.lambda_detector > 0,
+      embed_term=self.lambda_embed > 0,
+      embed_anchors=int(self.embed_anchors),
     )
 
   def hyperparameters(self) -> dict[str, jax.Array]:
@@ -80,6 +84,8 @@ class Structure(NamedTuple):
   adaptive_weight: bool
   detector_steps: int
   detector_term: bool
+  embed_term: bool = False
+  embed_anchors: int = 10
 
 
 HYPERPARAMETERS = (
@@ -89,7 +95,43 @@ HYPERPARAMETERS = (
   'lambda_homo',
   'homo_tau',
   'lambda_detector',
+  'lambda_embed',
 )
+
+
+def embedding_infonce(
+  z: jax.Array, anchors: jax.Array, anchor_ok: jax.Array, tau: float = 1.0
+) -> jax.Array:
+  """DPGBA's w_E term: pull triggered embeddings to target-class anchors.
+
+  With cosine s, for every row i of `z`,
+  l_i = -log(sum_a e^{s(z_i, a)/tau} / (sum_a e^{s(z_i, a)/tau} +
+  sum_{j != i} e^{s(z_i, z_j)/tau})) over the valid anchors a; the term is
+  mean_i l_i - mean_{i != j} s(z_i, z_j) (the released code's InfoNCE to
+  the most confident target-class training embeddings, tau = 1, minus the
+  mean pairwise similarity of the triggered nodes; this is our reading of
+  it, see the README).
+
+  Args:
+    z: `[M, D]` embeddings of the triggered outer nodes.
+    anchors: `[A, D]` anchor embeddings (target-class, most confident).
+    anchor_ok: bool `[A]` valid anchors (fewer may exist).
+    tau: temperature.
+
+  Returns:
+    Scalar.
+  """
+  zn = triggers.l2_normalize(z)
+  an = triggers.l2_normalize(anchors)
+  m = z.shape[0]
+  pos = jnp.where(anchor_ok[None], (zn @ an.T) / tau, -jnp.inf)  # [M, A]
+  self_sim = zn @ zn.T
+  off = ~jnp.eye(m, dtype=bool)
+  neg = jnp.where(off, self_sim / tau, -jnp.inf)  # [M, M]
+  log_pos = jax.nn.logsumexp(pos, axis=1)
+  log_all = jax.nn.logsumexp(jnp.concatenate([pos, neg], axis=1), axis=1)
+  pair = (self_sim * off).sum() / jnp.maximum(off.sum(), 1)
+  return (log_all - log_pos).mean() - pair
 
 
 def _ce(logits, labels):
@@ -220,6 +262,16 @@ def bilevel_epoch(
         loss
         + hparams['lambda_detector']
         * _ce(det, jnp.zeros(det.shape[0], jnp.int32)).mean()
+      )
+    if cfg.embed_term:
+      # Anchors: the most confident target-class training nodes.
+      conf = jax.lax.stop_gradient(jax.nn.softmax(logits[:n])[:, target])
+      is_anchor = (train_mask > 0) & (labels == target)
+      score = jnp.where(is_anchor, conf, -jnp.inf)
+      top, idx = jax.lax.top_k(score, cfg.embed_anchors)
+      emb = surrogate.embed(g_o)
+      loss = loss + hparams['lambda_embed'] * embedding_infonce(
+        emb[outer], jax.lax.stop_gradient(emb[idx]), jnp.isfinite(top)
       )
     asr = (logits[outer].argmax(-1) == target).mean()
     return loss, (homo, asr)

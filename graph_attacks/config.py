@@ -72,6 +72,7 @@ FIELDS: dict = {
       'detector_hidden': _POS,
       'lambda_detector': _NONNEG,
       'detector_steps': schema.integer(0),
+      'lambda_embed': _NONNEG,
     },
     'cpgba': {
       'size': schema.integer(2),

@@ -74,6 +74,10 @@ def attack_slice(
     own['cpgba'] = _d(a.cpgba)
   elif attack in ('gta', 'ugba', 'dpgba'):
     own['generator'] = _d(a.generator)
+    # A term that is off leaves the key as it was before the term existed
+    # (units cached then stay valid); on, it is part of the key.
+    if not own['generator'].get('lambda_embed'):
+      own['generator'].pop('lambda_embed', None)
   out = _inputs_slice(config, seed)
   out.update(
     attack_name=attack,

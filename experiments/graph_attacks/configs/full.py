@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
         detector_hidden=64,
         lambda_detector=1.0,
         detector_steps=5,
+        # DPGBA's w_E (3 on Cora in the released code). 0 here: the
+        # measured tables predate the term (README); paper.py turns it on.
+        lambda_embed=0.0,
       ),
       cpgba=dict(
         size=5,

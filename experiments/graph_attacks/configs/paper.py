@@ -24,7 +24,9 @@ def get_config():
   a.outer_size = 512
   a.surrogate_hidden = 128
   a.surrogate_epochs = 400
-  a.generator.update(dict(epochs=400, inner_steps=1, learning_rate=1e-3))
+  a.generator.update(
+    dict(epochs=400, inner_steps=1, learning_rate=1e-3, lambda_embed=3.0)
+  )
   a.cpgba.update(
     dict(
       num_triggers=350,
