@@ -13,10 +13,14 @@ use disjoint entities (the world's held-out split), so the model has to
 read the documents rather than memorise facts.
 
 Protocol, for each seed of `config.seeds` (its own model init, SFT order
-and sampling; the world is the same): a short SFT warm start (so the
-sampled reward is above zero but far from solved), then from that
-checkpoint two arms with the same budget: GRPO, and SFT continued on the
-same prompts with their golden answers (same steps and learning rate).
+and sampling; the world is the same): a short SFT warm start on the
+labelled pool (the first `sft.num_demonstrations` train questions, with
+their golden answers; `None`: all of them), so that the sampled reward is
+above zero but far from solved; then from that checkpoint two arms with the
+same budget (steps, learning rate, batch shape): GRPO, whose prompts come
+from every train question since it needs only the verifier, and SFT
+continued on the labelled pool. This is the setting RL is used for:
+demonstrations are scarce, prompts with a checkable answer are not.
 Greedy exact match is measured on held-out test questions and on training
 questions; the report gives GRPO minus each baseline as a paired bootstrap
 interval over seeds (`common.stats`).
@@ -147,6 +151,7 @@ def fields() -> dict[str, Any]:
     'sft': {
       'steps': pos,
       'batch_size': pos,
+      'num_demonstrations': schema.optional(pos),
       'learning_rate': lr,
       'warmup_steps': schema.integer(0),
       'log_every': pos,
@@ -209,14 +214,22 @@ def _adamw(learning_rate):
 
 
 def run_seed(
-  config, workdir: pathlib.Path, seed: int, tokenizer, train_ex, evaluate
+  config,
+  workdir: pathlib.Path,
+  seed: int,
+  tokenizer,
+  train_ex,
+  evaluate,
+  num_demos: int,
 ) -> dict[str, Any]:
   """SFT, then GRPO and the same-budget SFT continuation, for one seed.
 
-  Both arms start from the seed's SFT checkpoint and see the same prompts
-  at each step (`prompt_ids(step)`): GRPO samples and scores completions,
-  the continuation trains on the golden answers, with the same learning
-  rate and number of steps. Every loop resumes from `workdir`.
+  The first `num_demos` training questions are the labelled pool (prompt
+  and golden answer): the SFT warm start and the continuation train on
+  them. GRPO needs no demonstration, only the verifier, so its prompts come
+  from every training question. Both arms start from the seed's SFT
+  checkpoint with the same learning rate, steps and batch shape. Every
+  loop resumes from `workdir`.
   """
   max_len = config.max_prompt_len + config.max_new_tokens
   model = Transformer(
@@ -243,7 +256,7 @@ def run_seed(
     train.make_train_step(sft_loss, sft_tx, has_aux=True),
     lambda step: encode(
       np.random.default_rng([seed, step]).choice(
-        len(train_ex), s.batch_size, replace=False
+        num_demos, s.batch_size, replace=False
       )
     ),
     num_steps=s.steps,
@@ -259,9 +272,9 @@ def run_seed(
 
   g = config.grpo
 
-  def prompt_ids(step: int) -> np.ndarray:
+  def prompt_ids(step: int, pool: int) -> np.ndarray:
     return np.random.default_rng([seed, 10**6 + step]).choice(
-      len(train_ex), g.prompts_per_step, replace=False
+      pool, g.prompts_per_step, replace=False
     )
 
   # 2a. GRPO from the SFT checkpoint, exact-match reward.
@@ -284,7 +297,7 @@ def run_seed(
   )
 
   def prompts(step: int):
-    chosen = [train_ex[i] for i in prompt_ids(step)]
+    chosen = [train_ex[i] for i in prompt_ids(step, len(train_ex))]
     return [e['prompt'] for e in chosen], {
       'golden_answers': [e['golden_answers'] for e in chosen]
     }
@@ -298,7 +311,9 @@ def run_seed(
     train.TrainState.create(sft_params, more_tx, seed),
     train.make_train_step(sft_loss, more_tx, has_aux=True),
     # GRPO's batch shape: each prompt G times (the same mean loss).
-    lambda step: encode(np.repeat(prompt_ids(step), g.num_generations)),
+    lambda step: encode(
+      np.repeat(prompt_ids(step, num_demos), g.num_generations)
+    ),
     num_steps=g.steps,
     workdir=workdir / 'sft_more',
     mesh=evaluate.mesh,
@@ -373,15 +388,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       len(train_ex)
     )[:n]
   ]
+  num_demos = config.sft.num_demonstrations or len(train_ex)
   for field, need, have in (
-    ('grpo.prompts_per_step', config.grpo.prompts_per_step, len(train_ex)),
-    ('sft.batch_size', config.sft.batch_size, len(train_ex)),
+    ('sft.num_demonstrations', num_demos, len(train_ex)),
+    ('grpo.prompts_per_step', config.grpo.prompts_per_step, num_demos),
+    ('sft.batch_size', config.sft.batch_size, num_demos),
   ):
     if need > have:
-      schema.fail(field, need, f'at most the {have} 1-hop train questions')
+      schema.fail(
+        field, need, f'at most {have} (the 1-hop train questions / demos)'
+      )
   evaluate = _Evaluator(config, tokenizer, test_ex[:n], eval_train)
   runs = [
-    run_seed(config, workdir / f'seed{s}', s, tokenizer, train_ex, evaluate)
+    run_seed(
+      config, workdir / f'seed{s}', s, tokenizer, train_ex, evaluate, num_demos
+    )
     for s in config.seeds
   ]
   return _write_metrics(
@@ -488,9 +509,11 @@ def _write_metrics(config, workdir, seconds, runs, n_test):
         ],
         'rows': rows,
         'note': 'GRPO and the SFT continuation start from the same SFT '
-        'checkpoint per seed and see the same prompts at every step (GRPO '
-        'samples and scores answers; the continuation trains on the golden '
-        'ones) with the same learning rate and number of steps.',
+        'checkpoint per seed, with the same learning rate, number of steps '
+        'and batch shape. The SFT arms train on the labelled pool '
+        f'({config.sft.num_demonstrations or "all"} train questions with '
+        'golden answers); GRPO samples and scores answers to prompts drawn '
+        'from every train question (it needs only the verifier).',
       }
     ],
     'curves': [

@@ -22,8 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
       'num_compositional_paths': 0,
     }
   )
-  c.top_k_docs = 2
-  c.max_prompt_len = 96
+  c.top_k_docs = 1
+  c.max_prompt_len = 48
   c.max_new_tokens = 12
   # Model: a common.models preset with fields overridden.
   c.model = ml_collections.ConfigDict(
@@ -39,18 +39,22 @@ def get_config() -> ml_collections.ConfigDict:
   )
   c.sft = ml_collections.ConfigDict(
     {
-      'steps': 500,
+      'steps': 400,
       'batch_size': 32,
+      # The labelled pool: SFT (warm start and continuation) trains on the
+      # first N train questions (None: all); GRPO's prompts need only the
+      # verifier and come from every train question.
+      'num_demonstrations': None,
       'learning_rate': 5e-3,
       'warmup_steps': 30,
       'log_every': 20,
-      'eval_every': 100,
+      'eval_every': 50,
     }
   )
   c.grpo = ml_collections.ConfigDict(
     {
-      'steps': 100,
-      'prompts_per_step': 16,
+      'steps': 40,
+      'prompts_per_step': 8,
       'num_generations': 8,
       'learning_rate': 5e-4,
       'temperature': 0.7,
@@ -58,9 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
       'epsilon_high': 0.28,
       'beta': 0.0,
       'log_every': 10,
-      'eval_every': 50,
+      'eval_every': 20,
     }
   )
-  c.eval = ml_collections.ConfigDict({'num_questions': 256})
-  c.checkpoint_every = 50
+  c.eval = ml_collections.ConfigDict({'num_questions': 128})
+  c.checkpoint_every = 20
   return c

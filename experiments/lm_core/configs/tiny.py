@@ -18,11 +18,12 @@ def get_config():
   c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64})
   c.sft.update(
     {
-      'steps': 6,
+      'steps': 10,
       'batch_size': 8,
+      'num_demonstrations': None,
       'warmup_steps': 2,
       'log_every': 2,
-      'eval_every': 3,
+      'eval_every': 5,
     }
   )
   c.grpo.update(

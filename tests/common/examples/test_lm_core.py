@@ -58,7 +58,7 @@ def test_tiny_run_writes_valid_metrics_and_reruns(tmp_path):
   on_disk = json.loads((tmp_path / 'metrics.json').read_text())
   assert on_disk['summary'] == result['summary']
   schema.validate_metrics(on_disk, str(tmp_path / 'metrics.json'))
-  # What six SFT steps can show: the loss falls.
+  # What ten SFT steps can show: the loss falls.
   (sft_curve,) = [c for c in result['curves'] if c['title'].startswith('SFT')]
   losses = sft_curve['series']['sft loss']['y']
   assert losses[-1] < 0.9 * losses[0], losses
@@ -74,3 +74,18 @@ def test_tiny_run_writes_valid_metrics_and_reruns(tmp_path):
   assert drop(again['summary']) == drop(result['summary'])
   assert again['curves'] == result['curves']
   assert (tmp_path / 'tokenizer' / 'tokenizer.json').is_file()
+
+
+def test_demonstration_pool_larger_than_the_train_set_is_refused(tmp_path):
+  cfg = tiny.get_config()
+  cfg.sft.num_demonstrations = 10**6
+  with pytest.raises(ValueError, match='sft.num_demonstrations'):
+    experiment.run(cfg, str(tmp_path))
+  assert not (tmp_path / 'seed0').exists()  # refused before any training
+
+
+def test_demonstration_pool_smaller_than_a_batch_is_refused(tmp_path):
+  cfg = tiny.get_config()
+  cfg.sft.num_demonstrations = cfg.sft.batch_size - 1
+  with pytest.raises(ValueError, match='sft.batch_size'):
+    experiment.run(cfg, str(tmp_path))
