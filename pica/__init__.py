@@ -1,6 +1,6 @@
 """PiCA: pivot-based credit assignment for RL-trained search agents.
 
-Modules: `retriever` (BM25 / dense, common interface), `data` (Search-R1 /
+Modules (the retrievers are `common.retrieval`'s): `data` (Search-R1 /
 FlashRAG files), `protocol` (tag parsing, format checks, retrieved-token
 mask), `rollout` (batched multi-turn KV-cache agent loop), `pivots`
 (pivot labels from golden decompositions), `hazard` (hazard reward model
@@ -15,7 +15,6 @@ from pica import hazard
 from pica import pivots
 from pica import ppo
 from pica import protocol
-from pica import retriever
 from pica import rewards
 from pica import rollout
 from pica.data import load_corpus
@@ -40,10 +39,6 @@ from pica.protocol import Step
 from pica.protocol import information_mask
 from pica.protocol import parse_action
 from pica.protocol import parse_trajectory
-from pica.retriever import BM25Retriever
-from pica.retriever import DenseRetriever
-from pica.retriever import Retriever
-from pica.retriever import make_retriever
 from pica.rewards import RewardConfig
 from pica.rewards import outcome_scores
 from pica.rewards import over_search_penalty
@@ -54,14 +49,11 @@ from pica.rollout import RolloutConfig
 
 __all__ = [
   'Action',
-  'BM25Retriever',
-  'DenseRetriever',
   'HazardInputs',
   'HazardModel',
   'ParsedTrajectory',
   'PPOConfig',
   'PivotAnnotation',
-  'Retriever',
   'RewardConfig',
   'Rollout',
   'RolloutConfig',
@@ -81,7 +73,6 @@ __all__ = [
   'load_questions',
   'make_hazard_loss',
   'make_ppo_update',
-  'make_retriever',
   'outcome_scores',
   'over_search_penalty',
   'parse_action',
@@ -89,7 +80,6 @@ __all__ = [
   'pivots',
   'ppo',
   'protocol',
-  'retriever',
   'rewards',
   'rollout',
   'step_rewards',

@@ -192,7 +192,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       'pica.experiment.run trains on the embedded knowledge world only; '
       'file datasets (config.data) with a Hugging Face model '
       '(config.hf_model_dir) are not wired yet. Remove both keys, or use '
-      'pica.data / pica.retriever / common.models.load_hf directly.'
+      'pica.data / common.retrieval / common.models.load_hf directly.'
     )
   out: dict[str, Any] = {}
   for name, (default, check) in TOP.items():

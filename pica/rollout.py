@@ -179,7 +179,7 @@ def rollout(
     sampler: a `Sampler` with capacity >= `config.capacity(prompt_len)`.
     tokenizer: `encode/decode/token_id/pad_id/eos_id` (`WordTokenizer`).
     prompts: B prompt texts (e.g. `common.synthetic.search_prompt(q)`).
-    retriever: a `pica.retriever.Retriever` (`batch_search`).
+    retriever: a `common.retrieval.Retriever` (`batch_search`).
     rng: PRNG key.
     config: a `RolloutConfig`.
     prompt_len: P, prompts are left-padded to it (default: the longest).

@@ -22,8 +22,7 @@ position, so results are deterministic.
   `encode(texts) -> [N, D]` function (e.g. a sentence encoder); the corpus
   is encoded once.
 
-PiCA's search agent and E3-TIR's retrieval tool both use these (PiCA
-re-exports them as `pica.retriever`).
+PiCA's search agent and E3-TIR's retrieval tool both use these.
 """
 
 from __future__ import annotations

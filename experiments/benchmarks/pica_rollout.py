@@ -37,6 +37,7 @@ import optax
 from flax import nnx
 
 from common import models
+from common import retrieval as retriever_lib
 from common import sampling
 from common import synthetic
 from common.rl import policy_loss
@@ -44,7 +45,6 @@ from common.sampling import filters
 from common.sampling import sampler as sampler_lib
 from common.train import sft
 from pica import hazard
-from pica import retriever as retriever_lib
 from pica import rewards
 from pica import rollout as rollout_lib
 

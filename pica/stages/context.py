@@ -18,11 +18,11 @@ import numpy as np
 from flax import nnx
 
 from common import models
+from common import retrieval as retriever_lib
 from common import sampling
 from common import synthetic
 from common import train
 from common.rl import qa_rewards
-from pica import retriever as retriever_lib
 from pica import rollout as rollout_lib
 
 PLACEHOLDER = '<step>'

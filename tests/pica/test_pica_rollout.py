@@ -8,12 +8,12 @@ import pytest
 from flax import nnx
 
 from common import models
+from common import retrieval as R
 from common import sampling
 from common.synthetic.traces import format_documents
 from common.tokenizers import WordTokenizer
 from common.train import sft
 from pica import protocol
-from pica import retriever as R
 from pica import rollout as RO
 
 DOCS = [

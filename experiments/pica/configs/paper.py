@@ -4,7 +4,7 @@ Hyperparameters from `novdream/PiCA` `Search-R1/train_ppo.sh` and
 `OpenRLHF/examples/scripts/train_prm_mistral.sh` (research note §1.3,
 §1.7). Documented for accelerators; `pica.experiment.run` does not yet
 run file-based datasets with Hugging Face models (it raises, naming what
-is missing): the library pieces it needs (`pica.data`, `pica.retriever`,
+is missing): the library pieces it needs (`pica.data`, `common.retrieval`,
 `common.models.load_hf`) exist.
 """
 

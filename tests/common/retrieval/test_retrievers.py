@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pica import retriever as R
+from common import retrieval as R
 
 DOCS = [
   {'id': 'd0', 'contents': 'a b'},
