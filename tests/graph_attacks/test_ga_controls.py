@@ -61,7 +61,7 @@ def test_vectorised_subgraph_batch_equals_bfs_extraction():
 def test_batched_predictions_equal_one_by_one():
   g = _random_graph(f=3)
   model = models.build_model('gcn', 3, 8, 3, seed=0)
-  centers = np.array([2, 5, 11, 30])
+  centers = np.array([2, 11])
   batch = evaluate.subgraph_batch(g, centers)
   gen = baselines.Generator(3, 3, rngs=nnx.Rngs(1))
   trig = functional.module_fn(gen, 'eval')
@@ -74,13 +74,6 @@ def test_batched_predictions_equal_one_by_one():
     one = evaluate.triggered(sub, np.array([0]), trig, jax.random.key(0))
     one = defences.prune_edges(one, 0.2)
     assert int(np.argmax(model(one)[0])) == fast[i]
-  # Plain callables take the op-by-op path and agree.
-  slow = evaluate.triggered_predictions(
-    lambda x: model(x), batch, lambda x, k: gen(x, k), defence=None
-  )
-  np.testing.assert_array_equal(
-    slow, evaluate.triggered_predictions(fn, batch, trig)
-  )
 
 
 class ModuleFnTest(chex.TestCase):
