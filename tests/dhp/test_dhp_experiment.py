@@ -234,3 +234,23 @@ def test_main_and_benchmark_run(tmp_path):
     capture_output=True,
   )
   assert (tmp_path / 'metrics.json').exists()
+
+
+def test_calibration_without_a_fit_is_reported_not_raised(
+  tmp_path, monkeypatch
+):
+  """When no cost model fits the measured times: a table, no crash."""
+  from dhp.experiment import calibration_stage
+
+  def no_fit(measurements, base):
+    del measurements, base
+    raise ValueError('fit: no grid point gives a model whose time grows.')
+
+  monkeypatch.setattr(calibration_stage.cb, 'fit', no_fit)
+  cfg = _small_config()
+  result = experiment.run(cfg, str(tmp_path))
+  (table,) = [t for t in result['tables'] if 'no cost model' in t['title']]
+  cal = cfg.calibration
+  assert len(table['rows']) == len(cal.degrees) * len(cal.lengths)
+  assert 'No fit: fit: no grid point' in table['note']
+  assert 'calibration_rms_relative_error' not in result['summary']

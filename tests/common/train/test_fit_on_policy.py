@@ -177,6 +177,7 @@ def test_non_finite_rollout_metric_stops_the_run(problem, tmp_path):
 )
 def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(problem, tmp_path):
   kw = dict(num_steps=6, log_every=4, checkpoint_every=None, progress=False)
+  before = signal.getsignal(signal.SIGINT)  # SIG_IGN under `cmd &` shells
   full, _ = train.fit_on_policy(
     problem.make_state(),
     problem.step_fn,
@@ -199,7 +200,7 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(problem, tmp_path):
       workdir=tmp_path / 'b',
       **kw,
     )
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert signal.getsignal(signal.SIGINT) is before  # the handler restored
   assert train.Checkpointer(tmp_path / 'b').latest_step() == 3
   log = []
   resumed, hist = train.fit_on_policy(
