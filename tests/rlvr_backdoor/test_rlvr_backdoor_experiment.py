@@ -5,6 +5,7 @@ import pytest
 
 from common import schema
 from common.report import schema as report_schema
+from experiments.rlvr_backdoor.configs import ablations
 from experiments.rlvr_backdoor.configs import default
 from experiments.rlvr_backdoor.configs import paper
 from experiments.rlvr_backdoor.configs import tiny
@@ -14,9 +15,11 @@ from rlvr_backdoor import gsm8k
 
 
 def test_default_and_tiny_validate_and_poison_a_few_percent():
-  for mod in (default, tiny):
+  for mod in (default, tiny, ablations):
     config_lib.validate_config(mod.get_config())
-  c = default.get_config()
+  c = ablations.get_config()
+  assert set(default.get_config().arms) < set(c.arms)
+  assert c.poison.sweep_fractions
   k = config_lib.poison_count(c)
   # The paper's threat model: a few percent at most (here 5%, swept down
   # to 1% and 2%).

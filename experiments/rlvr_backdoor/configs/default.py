@@ -7,7 +7,10 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.name = 'default'
   c.seeds = (0, 1, 2)
-  c.arms = ('clean', 'poisoned', 'sft_backdoor', 'deterministic', 'random')
+  # The main effect and its controls; the selection and poison-fraction
+  # ablations are `configs/ablations.py` (each arm is independent of the
+  # others given the seed's warm start, so its numbers are the same there).
+  c.arms = ('clean', 'poisoned', 'sft_backdoor', 'deterministic')
   c.task = ml_collections.ConfigDict(
     {
       'seed': 0,
@@ -58,7 +61,7 @@ def get_config():
       'count': 0,  # > 0: an absolute K instead (e.g. the paper's 200)
       'candidates': 64,  # the candidate pool the selection picks from
       'selection': 'shadow',  # shadow | random
-      'sweep_fractions': (0.01, 0.02),  # extra poisoned arms (K = 4, 8)
+      'sweep_fractions': (),  # extra poisoned arms: see ablations.py
     }
   )
   c.rl = ml_collections.ConfigDict(
