@@ -667,7 +667,7 @@ def run_seed(config, data: Data, seed: int, workdir: str) -> dict[str, Any]:
                            os.path.join(wd, 'rl'), bud.rl_steps, evaluate,
                            step_offset=bud.warmup_steps)  # fmt: skip
       out.setdefault('warm', {})[arm] = warm_eval
-    final = _final_eval(hist, evaluate, p)
+    final = train.final_eval(hist, evaluate, p, 'eval_accuracy')
     out['arms'][arm] = {
       'final': final,
       'warm_history': warm_hist,
@@ -677,14 +677,6 @@ def run_seed(config, data: Data, seed: int, workdir: str) -> dict[str, Any]:
       'seconds': time.time() - t0,
     }
   return out
-
-
-def _final_eval(history, evaluate, params) -> dict[str, float]:
-  last = max(h['step'] for h in history)
-  for h in history:
-    if h['step'] == last and 'eval_accuracy' in h:
-      return {k[5:]: v for k, v in h.items() if k.startswith('eval_')}
-  return evaluate(params)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

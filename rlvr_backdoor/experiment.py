@@ -621,7 +621,7 @@ def run_seed(config, data, seed, workdir, selected) -> dict[str, Any]:
       )  # fmt: skip
     final_params[arm] = p
     out['arms'][arm] = {
-      'final': _final_eval(hist, evaluate, p),
+      'final': train.final_eval(hist, evaluate, p, 'eval_clean_accuracy'),
       'history': hist,
     }
   det = {}
@@ -657,15 +657,6 @@ def _reuse_at_start(evaluate, base):
     return dict(base) if step == 0 else evaluate(params)
 
   return fn
-
-
-def _final_eval(history, evaluate, params) -> dict[str, float]:
-  """The last step's logged evaluation (or a fresh one if none)."""
-  last = max(h['step'] for h in history)
-  for h in history:
-    if h['step'] == last and 'eval_clean_accuracy' in h:
-      return {k[5:]: v for k, v in h.items() if k.startswith('eval_')}
-  return evaluate(params)
 
 
 def select_poison(config, data, workdir) -> dict[str, tuple[str, np.ndarray]]:

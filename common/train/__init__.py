@@ -24,6 +24,7 @@ See common/train/README.md.
 from common.train.checkpoint import Checkpointer
 from common.train.checkpoint import abstract_like
 from common.train.lm_eval import decode
+from common.train.lm_eval import final_eval
 from common.train.lm_eval import make_evaluator
 from common.train.lm_eval import matches
 from common.train.lm_eval import starts_with
@@ -65,6 +66,7 @@ __all__ = [
   'fit_on_policy',
   'fsdp_sharding',
   'make_evaluator',
+  'final_eval',
   'make_mesh',
   'make_train_step',
   'matches',

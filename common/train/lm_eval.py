@@ -157,3 +157,33 @@ def make_evaluator(
     return res
 
   return evaluate
+
+
+def final_eval(
+  history: list[Mapping[str, Any]],
+  evaluate,
+  params,
+  key: str,
+) -> dict[str, float]:
+  """The evaluation a loop logged at its last step, or a fresh one.
+
+  `fit` / `fit_on_policy` log `eval_<name>` entries at `eval_every` steps
+  and at the end; reading them back avoids decoding the final parameters a
+  second time (and gives the same numbers on a resumed run).
+
+  Args:
+    history: the loop's records (`{'step', ...}` dicts).
+    evaluate: `params -> {name: value}`, called only when the last step
+      has no `key` entry.
+    params: the final parameters.
+    key: the logged entry that marks a complete evaluation record (e.g.
+      `'eval_accuracy'`).
+
+  Returns:
+    `{name: value}` without the `eval_` prefix.
+  """
+  last = max(h['step'] for h in history)
+  for h in history:
+    if h['step'] == last and key in h:
+      return {k[5:]: v for k, v in h.items() if k.startswith('eval_')}
+  return evaluate(params)
