@@ -91,6 +91,7 @@ def test_nodejs_loader_on_small_files(tmp_path):
   assert r['apicontent']['rouge_l'] == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # ~30-80 s on 2 cores: make test-all runs it
 def test_tiny_end_to_end(tmp_path):
   c = tiny.get_config()
   c.real.nodejs_dir = str(tmp_path / 'none')

@@ -47,6 +47,7 @@ def _run(workdir, **kw):
   )  # fmt: skip
 
 
+@pytest.mark.slow  # ~30-80 s on 2 cores: make test-all runs it
 def test_kill_mid_iteration_and_resume_gives_the_same_parameters(
   tmp_path, monkeypatch
 ):

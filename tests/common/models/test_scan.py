@@ -179,6 +179,7 @@ def test_captures_and_mlp_delta_gradients_equal_unrolled():
   tol.assert_trees_close(caps[1], caps[0], tol.FEW_OPS)
 
 
+@pytest.mark.slow  # ~30-80 s on 2 cores: make test-all runs it
 def test_kv_cache_chunks_and_generation_with_scanned_model():
   unrolled, scan = _pair()
   batch = _batch(3, 8, seed=3)

@@ -53,6 +53,7 @@ def _reference(model, prompt, n, penalty):
   return seq[len(prompt) :]
 
 
+@pytest.mark.slow  # ~30-80 s on 2 cores: make test-all runs it
 def test_sampler_matches_full_recompute_and_default_is_unchanged():
   model = _model()
   sampler = sampling.Sampler(model, capacity=24)

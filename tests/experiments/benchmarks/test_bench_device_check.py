@@ -18,6 +18,7 @@ def test_flops_per_token_hand_computed():
   assert device_check.flops_per_token(config, 3) == 6 * n + 12 * 1 * 4 * 3
 
 
+@pytest.mark.slow  # ~30-80 s on 2 cores: make test-all runs it
 def test_device_check_tiny_runs_and_prints_ratios(capsys):
   pytest.importorskip('transformers')  # peers extra
   result = device_check.main(['--tiny', '--peak-tflops', '1'])
