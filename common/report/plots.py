@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 from matplotlib import ticker
 from matplotlib.backends import backend_agg
 from matplotlib.figure import Figure
+
+# Characters per title line (a 6-inch figure at the default font size).
+TITLE_WIDTH = 56
 
 # Series with at most this many points get a marker on each point; longer
 # ones get markers spaced along the line.
@@ -68,7 +72,8 @@ def plot_curve(
     integer_x &= all(float(x).is_integer() for x in s['x'])
   if integer_x:  # steps, device counts: no 2.5 or 0.25 ticks
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-  ax.set_title(curve['title'])
+  # Long titles wrap instead of running off the figure's edge.
+  ax.set_title('\n'.join(textwrap.wrap(curve['title'], TITLE_WIDTH)))
   ax.set_xlabel(curve.get('xlabel', ''))
   ax.set_ylabel(curve.get('ylabel', ''))
   ax.grid(alpha=0.3)
