@@ -13,6 +13,7 @@ from common.sampling import sampler as sampler_lib
 from common.tokenizers import WordTokenizer
 from e3tir import branching
 from e3tir import tools
+from tests import tolerances as tol
 
 DOCS = [{'id': '0', 'contents': '"Kalo"\nKalo was born in Varen.'}]
 EXPERT = '<calc> 12 * 7 </calc> <result> 84 </result> <answer> 84 </answer>'
@@ -58,9 +59,9 @@ def test_fork_equals_reprefill(setup):
   )
   # Greedy tokens from the same prefix: identical ids.
   np.testing.assert_array_equal(np.asarray(got.tokens), np.asarray(want.tokens))
-  np.testing.assert_allclose(
-    np.asarray(got.logprobs), np.asarray(want.logprobs), rtol=1e-4, atol=1e-4
-  )
+  # Log-probs through a cached vs a fresh prefix: a deep float32 path
+  # (attention over the prefix, log-softmax), scaled by their magnitude.
+  tol.assert_close(got.logprobs, want.logprobs, tol.DEEP)
   with pytest.raises(ValueError, match='prefix_lengths'):
     fork.fork(state, logits, mask, [1], [10])
 
