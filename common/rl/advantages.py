@@ -10,6 +10,8 @@ Every function is jit- and vmap-able; padded positions never affect results,
 even when they hold NaN or inf.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +19,7 @@ import numpy as np
 from common.rl import _checks
 
 SCALE_REWARDS = ('group', 'batch', 'none')
-TURN_NORM_MODES = ('separate', 'joint')
+TURN_NORM_MODES = ('separate', 'joint', 'per_turn')
 
 
 def _check_groups(rewards: jax.Array, num_generations: int) -> None:
@@ -260,19 +262,29 @@ def group_normalize(
   mask: jax.Array,
   num_generations: int,
   eps: float = 1e-8,
+  std_floor: float = 0.0,
+  per_column: bool = False,
 ) -> jax.Array:
   """Z-normalises the valid entries of each group, pooled over its rows.
 
   For group g (rows `g*G .. g*G+G-1`), the mean and population std are
-  taken over all valid entries of those rows: `(x - mean_g) / (std_g +
-  eps)`; a group with at most one valid entry uses std 1 (as PiCA's
-  `compute_grpo_outcome_advantage`).
+  taken over all valid entries of those rows: `(x - mean_g) /
+  (max(std_g, std_floor) + eps)`; a group with at most one valid entry
+  uses std 1 (as PiCA's `compute_grpo_outcome_advantage`).
+
+  With `std_floor > 0`, a group whose entries differ only by float
+  rounding (std ~ 1e-8) normalises to ~0 instead of to +-O(1) noise.
+  With `per_column=True` each column k is its own pool (per group), e.g.
+  step rewards normalised per turn index, so a reward level that depends
+  only on the position does not become an advantage.
 
   Args:
     values: `[B, K]` e.g. K step rewards per trajectory.
     mask: `[B, K]`, nonzero where valid.
     num_generations: rows per group G.
     eps: added to the std.
+    std_floor: lower bound on the std (0 disables it).
+    per_column: pool each column separately instead of the whole group.
 
   Returns:
     `[B, K]` float32, 0 at masked entries.
@@ -280,17 +292,21 @@ def group_normalize(
   _checks.check_rank('values', values, 2, '[B, K]')
   _checks.check_same_shape(['values', 'mask'], [values, mask])
   _check_groups(values[:, 0], num_generations)
+  if not std_floor >= 0.0:
+    raise ValueError(f'std_floor must be >= 0; got {std_floor!r}.')
   b, k = values.shape
-  x = values.astype(jnp.float32).reshape(b // num_generations, -1)
+  # [groups, G, K]; pool over rows and columns, or over rows per column
+  x = values.astype(jnp.float32).reshape(b // num_generations, -1, k)
   valid = (mask != 0).reshape(x.shape)
-  count = jnp.sum(valid, axis=-1, keepdims=True)
-  mean = jnp.sum(jnp.where(valid, x, 0.0), axis=-1, keepdims=True) / (
+  axes = (1,) if per_column else (1, 2)
+  count = jnp.sum(valid, axis=axes, keepdims=True)
+  mean = jnp.sum(jnp.where(valid, x, 0.0), axis=axes, keepdims=True) / (
     jnp.maximum(count, 1)
   )
   var = jnp.sum(
-    jnp.where(valid, jnp.square(x - mean), 0.0), axis=-1, keepdims=True
+    jnp.where(valid, jnp.square(x - mean), 0.0), axis=axes, keepdims=True
   ) / jnp.maximum(count, 1)
-  std = jnp.where(count > 1, jnp.sqrt(var), 1.0)
+  std = jnp.where(count > 1, jnp.maximum(jnp.sqrt(var), std_floor), 1.0)
   out = jnp.where(valid, (x - mean) / (std + eps), 0.0)
   return out.reshape(b, k)
 
@@ -305,14 +321,22 @@ def turn_level_advantages(
   gamma: float = 1.0,
   norm_mode: str = 'separate',
   eps: float = 1e-8,
+  std_floor: float = 0.0,
+  step_weight: float = 1.0,
 ) -> jax.Array:
   """Turn-level GRPO advantages with step and outcome rewards (PiCA's fork).
 
   1. Normalise per group (`group_normalize`): with `norm_mode='separate'`
      the outcome rewards and the step rewards are z-normalised separately;
-     with `'joint'` they form one pool per group.
+     with `'joint'` they form one pool per group; with `'per_turn'` the
+     outcome is normalised as in `'separate'` and the step rewards per
+     turn index k (a deviation from the released code: a hazard level that
+     depends only on the position then gives no advantage).
   2. Accumulate over a row's valid steps k = 0..K-1:
-     `A_k = r^_k + gamma * A_{k+1}` (`A_K = 0`), then add `r^_out`.
+     `A_k = r^_k + gamma * A_{k+1}` (`A_K = 0`), then add `r^_out`
+     (`step_weight * A_k + r^_out`: after normalisation the rewards' own
+     scales cancel, so `step_weight` is what weighs steps against the
+     outcome; 1 is the released code).
   3. Broadcast: step k's reward sits at token `step_positions[k]`; turn k
      covers tokens `step_positions[k-1] < t <= step_positions[k]` and gets
      `A_k + r^_out`; tokens after the last step get `r^_out` alone.
@@ -329,6 +353,8 @@ def turn_level_advantages(
     gamma: turn discount.
     norm_mode: one of `TURN_NORM_MODES`.
     eps: added to the group std.
+    std_floor: lower bound on every group std (`group_normalize`).
+    step_weight: weight of the accumulated step advantage.
 
   Returns:
     `[B, T]` float32 token advantages.
@@ -352,16 +378,23 @@ def turn_level_advantages(
   _check_step_layout(step_mask, step_positions)
   outcome = outcome_rewards.astype(jnp.float32)[:, None]
   step_valid = step_mask != 0
-  if norm_mode == 'separate':
-    out_n = group_normalize(
-      outcome, jnp.ones_like(outcome), num_generations, eps
-    )
-    steps_n = group_normalize(step_rewards, step_mask, num_generations, eps)
-  else:
+  norm = functools.partial(
+    group_normalize,
+    num_generations=num_generations,
+    eps=eps,
+    std_floor=std_floor,
+  )
+  if norm_mode == 'joint':
     pooled = jnp.concatenate([step_rewards.astype(jnp.float32), outcome], 1)
     pooled_mask = jnp.concatenate([step_valid, jnp.ones_like(outcome, bool)], 1)
-    pooled_n = group_normalize(pooled, pooled_mask, num_generations, eps)
+    pooled_n = norm(pooled, pooled_mask)
     steps_n, out_n = pooled_n[:, :-1], pooled_n[:, -1:]
+  else:
+    out_n = norm(outcome, jnp.ones_like(outcome))
+    steps_n = norm(
+      step_rewards, step_mask, per_column=norm_mode == 'per_turn'
+    )
+  steps_n = step_weight * steps_n
 
   def accumulate(next_acc, inputs):
     r_k, m_k = inputs

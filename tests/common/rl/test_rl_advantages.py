@@ -259,6 +259,77 @@ class AdvantagesVariantsTest(chex.TestCase):
     tol.assert_close(adv, [row0, row1], tol.FEW_OPS)
 
   @chex.variants(with_jit=True, without_jit=True)
+  def test_group_normalize_std_floor_silences_rounding_noise(self):
+    # Rewards equal up to one float32 ulp (a, b adjacent floats, ~3e-8
+    # apart): whatever the summation order, some |x - mean| is >= 1 ulp and
+    # std <= 1 ulp, so without a floor the z-scores are >= ulp / (ulp +
+    # 1e-8) ~ 0.75; with the floor 1e-4 they are <= ulp / 1e-4 ~ 3e-4.
+    a = np.float32(0.3)
+    b = np.nextafter(a, np.float32(1.0))
+    values = jnp.array([[a], [b], [a], [b]])
+    mask = jnp.ones((4, 1))
+    raw = self.variant(lambda v, m: rl.group_normalize(v, m, 4))(values, mask)
+    floored = self.variant(
+      lambda v, m: rl.group_normalize(v, m, 4, std_floor=1e-4)
+    )(values, mask)
+    assert float(jnp.max(jnp.abs(raw))) > 0.5  # the noise the floor removes
+    assert float(jnp.max(jnp.abs(floored))) < 1e-3
+    # A real spread is untouched by a floor below its std.
+    spread = jnp.array([[0.0], [1.0], [2.0], [3.0]])
+    chex.assert_trees_all_close(
+      rl.group_normalize(spread, mask, 4, std_floor=1e-4),
+      rl.group_normalize(spread, mask, 4),
+    )
+
+  def test_group_normalize_rejects_negative_floor(self):
+    with self.assertRaisesRegex(ValueError, 'std_floor'):
+      rl.group_normalize(jnp.ones((2, 1)), jnp.ones((2, 1)), 2, std_floor=-1)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_group_normalize_per_column(self):
+    # Column 0 pool {1, 3}: [-1, 1]; column 1 pool {10, 30}: [-1, 1].
+    values = jnp.array([[1.0, 10.0], [3.0, 30.0]])
+    out = self.variant(
+      lambda v, m: rl.group_normalize(v, m, 2, per_column=True)
+    )(values, jnp.ones((2, 2)))
+    tol.assert_close(out, [[-1.0, -1.0], [1.0, 1.0]], tol.FEW_OPS)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_turn_level_per_turn_removes_position_bias(self):
+    # Both trajectories succeed (equal outcomes: r^_out = 0). Step rewards
+    # depend only on the position (0.8 at turn 0, 0.2 at turn 1), as a
+    # hazard model's position bias would. Pooled ('separate') normalisation
+    # turns that into +1 / -1 advantages; per-turn gives 0 everywhere.
+    outcome = jnp.array([1.0, 1.0])
+    steps = jnp.array([[0.8, 0.2], [0.8, 0.2]])
+    step_mask = jnp.ones((2, 2))
+    positions = jnp.array([[0, 1], [0, 1]])
+    resp = jnp.ones((2, 2))
+    args = (outcome, steps, step_mask, positions, resp)
+    fn = lambda mode: self.variant(
+      lambda *a: rl.turn_level_advantages(
+        *a, num_generations=2, gamma=0.0, norm_mode=mode
+      )
+    )(*args)
+    tol.assert_close(fn('separate'), [[1.0, -1.0], [1.0, -1.0]], tol.FEW_OPS)
+    np.testing.assert_array_equal(fn('per_turn'), np.zeros((2, 2)))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_turn_level_step_weight(self):
+    # Outcomes [1, 0] -> [1, -1]; steps pool {0, 1} -> [-1, 1] (gamma 0).
+    outcome = jnp.array([1.0, 0.0])
+    steps = jnp.array([[0.0], [1.0]])
+    args = (outcome, steps, jnp.ones((2, 1)), jnp.array([[0], [0]]))
+    fn = self.variant(
+      lambda *a: rl.turn_level_advantages(
+        *a, num_generations=2, step_weight=0.25
+      )
+    )
+    adv = fn(*args, jnp.ones((2, 2)))
+    # token 0 is turn 0 (A_0 * 0.25 + r^_out); token 1 is after the last step.
+    tol.assert_close(adv, [[0.75, 1.0], [-0.75, -1.0]], tol.FEW_OPS)
+
+  @chex.variants(with_jit=True, without_jit=True)
   def test_turn_level_advantages_joint_matches_numpy(self):
     outcome = np.array([1.0, 0.0], np.float32)
     steps = np.array([[0.2, 0.6], [0.4, 0.0]], np.float32)
