@@ -391,9 +391,7 @@ def turn_level_advantages(
     steps_n, out_n = pooled_n[:, :-1], pooled_n[:, -1:]
   else:
     out_n = norm(outcome, jnp.ones_like(outcome))
-    steps_n = norm(
-      step_rewards, step_mask, per_column=norm_mode == 'per_turn'
-    )
+    steps_n = norm(step_rewards, step_mask, per_column=norm_mode == 'per_turn')
   steps_n = step_weight * steps_n
 
   def accumulate(next_acc, inputs):
