@@ -1010,6 +1010,25 @@ def _write(config, workdir, data, runs, sel_info, seconds):
       f'reward variant {config.rl.reward!r}.',
       f'Tiny decoder on CPU; {len(runs)} paired seeds (one warm start per '
       'seed); intervals are paired bootstrap intervals over seeds.',
+      *_missing_ablations(config),
     ],
   }
   return report.write_metrics(workdir, metrics)
+
+
+def _missing_ablations(config) -> list[str]:
+  """A note naming the issue's ablations this run's config leaves out."""
+  missing = []
+  if 'random' not in config.arms:
+    missing.append('shadow vs random selection (arm `random`)')
+  if not config.poison.sweep_fractions:
+    missing.append('the poison-fraction sweep (`poison.sweep_fractions`)')
+  if 'deterministic' not in config.arms:
+    missing.append('the deterministic trigger (arm `deterministic`)')
+  if not missing:
+    return []
+  return [
+    'Not run in this config: ' + '; '.join(missing) + '. '
+    '`experiments/rlvr_backdoor/configs/ablations.py` runs them (about twice '
+    "the default's time); rlvr_backdoor/README.md gives its measured numbers."
+  ]

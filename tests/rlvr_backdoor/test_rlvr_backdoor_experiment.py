@@ -111,3 +111,11 @@ def test_tiny_run_writes_valid_metrics(tmp_path):
   assert np.isfinite(s['detector_auc_poisoned'])
   names = {(e['name'], e['method'], e['baseline']) for e in m['effects']}
   assert ('ASR (trigger + task)', 'poisoned', 'clean') in names
+
+
+def test_default_report_names_the_ablations_it_leaves_out():
+  notes = experiment._missing_ablations(default.get_config())
+  assert len(notes) == 1
+  assert 'random' in notes[0] and 'sweep_fractions' in notes[0]
+  assert 'configs/ablations.py' in notes[0]
+  assert experiment._missing_ablations(ablations.get_config()) == []
