@@ -14,17 +14,16 @@ Public API:
   gsm8k: GSM8K-style JSONL read/write.
 """
 
+from common.stats import ROC
 from rlvr_backdoor import detection
 from rlvr_backdoor import dynamics
 from rlvr_backdoor import gsm8k
 from rlvr_backdoor import rewards
 from rlvr_backdoor import selection
 from rlvr_backdoor import world
-from rlvr_backdoor.detection import ROC
 from rlvr_backdoor.detection import cumulative_entropy
 from rlvr_backdoor.detection import precision_recall
 from rlvr_backdoor.detection import reward_std_flags
-from rlvr_backdoor.detection import roc_curve
 from rlvr_backdoor.dynamics import group_stats
 from rlvr_backdoor.rewards import make_reward_fn
 from rlvr_backdoor.selection import shadow_scores
@@ -42,7 +41,6 @@ __all__ = [
   'precision_recall',
   'reward_std_flags',
   'rewards',
-  'roc_curve',
   'selection',
   'shadow_scores',
   'world',

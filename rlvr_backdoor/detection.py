@@ -6,9 +6,9 @@
       H(y | x) = sum_{t in answer} H(p_theta(. | x, y_<t)),
 
   exceeds a threshold. The stochastic rule makes the model draw at random
-  after a trigger, so triggered answers carry more entropy. `roc_curve`
-  gives the full ROC over the threshold (true and false positive rates,
-  AUC), as the reviewers asked.
+  after a trigger, so triggered answers carry more entropy.
+  `common.stats.roc_curve` gives the full ROC over the threshold (true and
+  false positive rates, AUC), as the reviewers asked.
 * Data side: flag training prompts whose rollout rewards under a clean
   reference model have a high group std (the attack needs mixed groups);
   `precision_recall` scores the flags against the poisoned set.
@@ -16,13 +16,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from common.rl import logprobs as logprobs_lib
+from common.stats import ROC
 
 
 def cumulative_entropy(
@@ -41,59 +40,6 @@ def cumulative_entropy(
   """
   h = logprobs_lib.next_token_entropy(logits, temperature)
   return jnp.sum(jnp.where(loss_mask != 0, h, 0.0), axis=-1)
-
-
-class ROC(NamedTuple):
-  """An ROC curve over a detector's threshold.
-
-  Attributes:
-    thresholds: `[n]` decreasing; a prompt is flagged when its score is
-      >= the threshold (the first is +inf: nothing flagged).
-    tpr: `[n]` true positive rate at each threshold.
-    fpr: `[n]` false positive rate.
-    auc: area under the curve (trapezoids; ties count one half, so it
-      equals the Mann-Whitney probability P(score_pos > score_neg) +
-      0.5 P(=)).
-  """
-
-  thresholds: np.ndarray
-  tpr: np.ndarray
-  fpr: np.ndarray
-  auc: float
-
-
-def roc_curve(scores, labels) -> ROC:
-  """The ROC of `scores` (higher = more suspicious) against `labels`.
-
-  Args:
-    scores: `[N]` finite detector scores.
-    labels: `[N]` bool, True for positives (triggered prompts).
-
-  Returns:
-    `ROC`.
-
-  Raises:
-    ValueError: on shapes that differ, non-finite scores, or labels
-      without both classes.
-  """
-  s = np.asarray(scores, np.float64)
-  y = np.asarray(labels, bool)
-  if s.ndim != 1 or s.shape != y.shape:
-    raise ValueError(
-      f'scores {s.shape} and labels {y.shape} must be one 1-D shape'
-    )
-  if not np.all(np.isfinite(s)):
-    raise ValueError('scores must be finite')
-  pos, neg = int(y.sum()), int((~y).sum())
-  if pos == 0 or neg == 0:
-    raise ValueError(
-      f'the ROC needs positives and negatives; got {pos} and {neg}'
-    )
-  thresholds = np.concatenate([[np.inf], np.unique(s)[::-1]])
-  tpr = np.array([(s[y] >= t).sum() / pos for t in thresholds])
-  fpr = np.array([(s[~y] >= t).sum() / neg for t in thresholds])
-  auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-  return ROC(thresholds, tpr, fpr, auc)
 
 
 def tpr_at_fpr(roc: ROC, max_fpr: float) -> tuple[float, float]:

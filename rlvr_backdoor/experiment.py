@@ -558,7 +558,7 @@ def entropy_roc(roll: Rollouts, data: Data, params, seed: int):
   ent = roll.entropy(params, batch)
   labels = np.array([True] * len(pos) + [False] * len(neg))
   marks = np.array([rewards.complied(x) for x in texts[: len(pos)]])
-  return detection.roc_curve(ent, labels), ent, labels, marks
+  return stats.roc_curve(ent, labels), ent, labels, marks
 
 
 def data_side_check(config, roll, data, params, pool, seed):
@@ -576,7 +576,7 @@ def data_side_check(config, roll, data, params, pool, seed):
   std, flags = detection.reward_std_flags(r, d.rollouts, d.std_threshold)
   labels = np.array([True] * len(poisoned) + [False] * len(clean))
   out = detection.precision_recall(flags, labels)
-  out['auc'] = detection.roc_curve(std, labels).auc
+  out['auc'] = stats.roc_curve(std, labels).auc
   return out
 
 

@@ -1,4 +1,4 @@
-"""Entropy-detector ROC: `rlvr_backdoor.detection.roc_curve` vs SciPy.
+"""Entropy-detector ROC: `common.stats.roc_curve` vs SciPy.
 
 The peer is SciPy's Mann-Whitney U statistic, `U / (n_pos * n_neg)`, which
 is the ROC AUC with ties counted one half. Both run on the same synthetic
@@ -14,9 +14,9 @@ import argparse
 import time
 
 import numpy as np
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from rlvr_backdoor import detection
+from common import stats
 
 
 def _median_ms(fn, repeats):
@@ -36,13 +36,14 @@ def main():
   rng = np.random.default_rng(0)
   labels = rng.random(args.n) < 0.3
   scores = np.round(rng.normal(labels * 0.8, 1.0), 1)
-  ours = detection.roc_curve(scores, labels).auc
-  u = stats.mannwhitneyu(scores[labels], scores[~labels]).statistic
+  ours = stats.roc_curve(scores, labels).auc
+  u = scipy_stats.mannwhitneyu(scores[labels], scores[~labels]).statistic
   peer = u / (labels.sum() * (~labels).sum())
   assert abs(ours - peer) < 1e-9, (ours, peer)
-  t_ours = _median_ms(lambda: detection.roc_curve(scores, labels), args.repeats)
+  t_ours = _median_ms(lambda: stats.roc_curve(scores, labels), args.repeats)
   t_peer = _median_ms(
-    lambda: stats.mannwhitneyu(scores[labels], scores[~labels]), args.repeats
+    lambda: scipy_stats.mannwhitneyu(scores[labels], scores[~labels]),
+    args.repeats,
   )
   print(
     f'AUC {ours:.4f} (both); roc_curve {t_ours:.2f} ms, scipy {t_peer:.2f} ms'

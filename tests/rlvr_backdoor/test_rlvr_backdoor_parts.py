@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common import stats
 from common.rl import advantages
 from common.synthetic import arithmetic
 from rlvr_backdoor import detection
@@ -175,21 +176,10 @@ def test_advantage_sign_on_mixed_groups_and_zero_on_deterministic():
 
 
 # ---------------------------------------------------------------- defence
-def test_roc_on_hand_computed_case():
-  scores = [0.9, 0.8, 0.8, 0.3, 0.1]
-  labels = [True, True, False, False, True]
-  roc = detection.roc_curve(scores, labels)
-  np.testing.assert_array_equal(roc.thresholds, [np.inf, 0.9, 0.8, 0.3, 0.1])
-  np.testing.assert_allclose(roc.tpr, [0, 1 / 3, 2 / 3, 2 / 3, 1])
-  np.testing.assert_allclose(roc.fpr, [0, 0, 0.5, 1, 1])
-  # Mann-Whitney: pairs (pos, neg) = 3 x 2 = 6; wins: 0.9 beats both,
-  # 0.8 beats 0.3 and ties 0.8 (1/2), 0.1 beats none: 3.5 / 6.
-  assert roc.auc == pytest.approx(3.5 / 6, rel=1e-9)
+def test_tpr_at_fpr_picks_the_best_allowed_threshold():
+  roc = stats.roc_curve([0.9, 0.8, 0.8, 0.3, 0.1], [1, 1, 0, 0, 1])
   assert detection.tpr_at_fpr(roc, 0.0) == (pytest.approx(1 / 3), 0.9)
-  perfect = detection.roc_curve([2.0, 1.0], [True, False])
-  assert perfect.auc == 1.0
-  with pytest.raises(ValueError, match='positives and negatives'):
-    detection.roc_curve([1.0, 2.0], [True, True])
+  assert detection.tpr_at_fpr(roc, 0.5) == (pytest.approx(2 / 3), 0.8)
 
 
 class EntropyTest(chex.TestCase):
