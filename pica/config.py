@@ -28,11 +28,16 @@ import ml_collections
 from common import schema
 from common import synthetic
 from common.models import config as model_config
+from common.rl import advantages as adv_lib
 from pica import ppo
 from pica import rewards
 from pica import rollout as rollout_lib
 
-ARMS = ('outcome', 'pica')
+# 'outcome': Search-R1's outcome-only reward; 'pica': + hazard step
+# rewards from the trained CRM; 'oracle': + step rewards from the pivot
+# labels themselves (h = hazard.oracle_low / oracle_high), the ceiling.
+ARMS = ('outcome', 'pica', 'oracle')
+STEP_ARMS = ('pica', 'oracle')
 RL_ALGORITHMS = ('grpo', 'ppo')
 REQUIRED = object()
 
@@ -83,6 +88,15 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     # the CRM loss on held-out trajectories; 0 = no held-out evaluation
     'eval_questions': (0, _int(0)),
     'eval_every': (None, _int(1, allow_none=True)),
+    # early stopping: stop when the held-out search-step AUC has not
+    # improved for `patience` evaluations (None: train all `steps`)
+    'patience': (None, _int(1, allow_none=True)),
+    # the 'pica' arm runs only when the held-out search-step AUC reaches
+    # this bar (0 disables the gate; the report says when it was missed)
+    'min_auc': (0.0, _float(0.0, high=1.0)),
+    # the oracle arm's hazards for '+' (pivot) and '-' search steps
+    'oracle_low': (0.05, _float(0.0, high=1.0)),
+    'oracle_high': (0.95, _float(0.0, high=1.0)),
   },
   'rl': {
     **_STEPS,
@@ -92,6 +106,13 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     'epsilon_high': (None, _opt_float(0.0)),
     'beta': (0.0, _float(0.0)),
     'algorithm': ('grpo', _choice(RL_ALGORITHMS)),
+    # turn-level GRPO (common.rl.turn_level_advantages): step rewards
+    # normalised with the outcome's pool ('separate', the released code),
+    # pooled with it ('joint') or per turn index ('per_turn'); the group
+    # std floor; the weight of the accumulated step advantage
+    'norm_mode': ('separate', _choice(adv_lib.TURN_NORM_MODES)),
+    'std_floor': (0.0, _float(0.0)),
+    'step_weight': (1.0, _float(0.0)),
     # PPO only (ignored by 'grpo'):
     'critic_learning_rate': (None, _opt_float(0.0)),
     'cliprange_value': (0.5, _opt_float(0.0)),
@@ -109,7 +130,12 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
 # top-level scalars
 TOP = {
   'name': ('custom', _str),
+  # the world's seed (questions, splits, corpus): fixed across `seeds`
   'seed': (0, _int(0)),
+  # training seeds (model init, sampling, data order), paired across arms;
+  # None = (seed,)
+  'seeds': (None, schema.optional(schema.seeds())),
+  'arms': (('outcome', 'pica'), schema.names(ARMS)),
   'max_prompt_len': (REQUIRED, _int(1)),
 }
 # sections checked against a dataclass
@@ -223,6 +249,28 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   ):
     raise schema.ConfigError(
       "config.rl.critic_learning_rate is required with rl.algorithm='ppo'"
+    )
+  if out['seeds'] is None:
+    out['seeds'] = (out['seed'],)
+  out['seeds'] = tuple(out['seeds'])
+  out['arms'] = tuple(out['arms'])
+  if 'outcome' not in out['arms']:
+    raise schema.ConfigError(
+      f'config.arms={out["arms"]!r} must include the baseline arm '
+      "'outcome' (every effect is measured against it)"
+    )
+  h = out['hazard']
+  if h['min_auc'] > 0 and h['eval_questions'] == 0:
+    raise schema.ConfigError(
+      f'config.hazard.min_auc={h["min_auc"]} needs held-out questions; '
+      'set config.hazard.eval_questions > 0 (or min_auc = 0)'
+    )
+  if h['patience'] is not None and not (
+    h['eval_questions'] and h['eval_every']
+  ):
+    raise schema.ConfigError(
+      f'config.hazard.patience={h["patience"]} needs hazard.eval_questions '
+      '> 0 and hazard.eval_every set (early stopping reads the held-out AUC)'
     )
   _check_dataclass_sections({**c, 'seed': out['seed']})
   for name in DATACLASS_SECTIONS:

@@ -40,6 +40,7 @@ import numpy as np
 from flax import nnx
 
 from common import rl
+from common import stats
 from common.models import Transformer
 
 
@@ -300,3 +301,62 @@ def make_hazard_loss(graphdef, **loss_kwargs):
     return crm_loss(v, batch['labels'], batch['valid'], **loss_kwargs)
 
   return loss_fn
+
+
+def step_kinds(valid) -> tuple[np.ndarray, np.ndarray]:
+  """`(search [B, S], end [B, S])` bool masks of the valid steps.
+
+  Step k of a row with n valid steps is a served search for k < n - 1 and
+  the end of the response at k = n - 1 (`insert_placeholders`' layout).
+  """
+  valid = np.asarray(valid, bool)
+  n = valid.sum(axis=1, keepdims=True)
+  k = np.arange(valid.shape[1])[None, :]
+  return valid & (k < n - 1), valid & (k == n - 1)
+
+
+def heldout_aucs(hazards, labels, valid) -> dict[str, float]:
+  """Ranking AUC of the hazard for '-' vs '+' steps, by step kind.
+
+  The probability that a '-' step gets a higher hazard than a '+' step
+  (ties one half; `common.stats.roc_curve`), over the served searches
+  (`search_auc`) and over the end steps (`end_auc`). 0.5 is chance. NaN
+  where a kind has no step of one class.
+
+  Args:
+    hazards: `[B, S]` h at each placeholder.
+    labels: `[B, S]` bool, True = '+' (`pica.pivots.label_arrays`).
+    valid: `[B, S]` bool, valid steps first.
+
+  Returns:
+    `{'search_auc', 'end_auc'}` floats.
+  """
+  h = np.asarray(hazards, np.float64)
+  neg = ~np.asarray(labels, bool)
+  if h.shape != neg.shape or h.shape != np.shape(valid):
+    raise ValueError(
+      f'hazards {h.shape}, labels {neg.shape} and valid {np.shape(valid)} '
+      'must have the same [B, S] shape'
+    )
+  out = {}
+  kinds = zip(('search_auc', 'end_auc'), step_kinds(valid), strict=True)
+  for name, kind in kinds:
+    y = neg[kind]
+    if y.all() or not y.any():
+      out[name] = float('nan')
+    else:
+      out[name] = stats.roc_curve(h[kind], y).auc
+  return out
+
+
+def oracle_hazards(
+  labels, valid, low: float = 0.05, high: float = 0.95
+) -> np.ndarray:
+  """`[B, S]` hazards from the pivot labels: `low` on '+', `high` on '-'.
+
+  The oracle arm's step rewards (an upper bound on what a hazard model
+  trained on these labels can give); 0 at invalid steps.
+  """
+  labels = np.asarray(labels, bool)
+  valid = np.asarray(valid, bool)
+  return np.where(valid, np.where(labels, low, high), 0.0).astype(np.float32)

@@ -61,6 +61,9 @@ class Context:
     config: a config checked by `pica.config.resolve`.
     mesh: the training mesh (default: `common.train.make_mesh()`, every
       device on `'data'`); every training batch must split over it.
+    seed: the training seed (model init, sampling keys, data order;
+      default `config.seed`). The world always comes from `config.seed`,
+      so the runs of `config.seeds` are paired on one world.
 
   Raises:
     ValueError: the model or the rollout budget cannot hold a golden
@@ -68,8 +71,11 @@ class Context:
       the mesh (each names the field).
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, mesh=None):
+  def __init__(
+    self, config: ml_collections.ConfigDict, mesh=None, seed: int | None = None
+  ):
     self.config = config
+    self.seed = config.seed if seed is None else seed
     self.world = synthetic.build_knowledge_world(
       synthetic.KnowledgeWorldConfig(seed=config.seed, **config.world)
     )
@@ -102,13 +108,13 @@ class Context:
     self.train_qs = self.world.split('train')
     self.mesh = train.make_mesh() if mesh is None else mesh
     self._check_sizes()
-    model = models.Transformer(self.lm_config, rngs=nnx.Rngs(config.seed))
+    model = models.Transformer(self.lm_config, rngs=nnx.Rngs(self.seed))
     self.graphdef, self.init_params = models.split(model)
     self.apply_fn = models.apply_fn(self.graphdef)
     self.sampler = sampling.Sampler(
       model, capacity=self.rollout_cfg.capacity(self.prompt_len)
     )
-    self.key = jax.random.key(config.seed)
+    self.key = jax.random.key(self.seed)
 
   def _check_sizes(self) -> None:
     c = self.config

@@ -1,4 +1,11 @@
-"""The run's `metrics.json` content (schema: `common/report/README.md`)."""
+"""The run's `metrics.json` content (schema: `common/report/README.md`).
+
+Per seed, each arm's greedy EM is averaged over the held-out-entity test
+splits (`test_<k>hop`, "held-out EM") and taken on the compositional split;
+the report gives mean ± std over seeds and, for each step-reward arm, the
+paired bootstrap interval of arm minus outcome-only (`common.stats`) over
+the seeds where both ran.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from common import stats
 from pica import config as config_lib
 
-ARMS = config_lib.ARMS
+STEP_ARMS = config_lib.STEP_ARMS
+LABELS = {
+  'sft': 'SFT',
+  'outcome': 'outcome-only',
+  'pica': 'PiCA',
+  'oracle': 'oracle hazard',
+}
+PAPER_GAIN = '+15.2% relative EM (3B, 7 benchmarks)'
 
 
 def series(history, key: str) -> dict[str, list]:
@@ -17,123 +32,248 @@ def series(history, key: str) -> dict[str, list]:
   return {'x': [r['step'] for r in pts], 'y': [r[key] for r in pts]}
 
 
-def build(
-  config,
-  results: dict[str, dict[str, float]],
-  histories: dict[str, list[dict[str, Any]]],
-  sft_info: dict[str, int],
-  hazard_stats: dict[str, float],
-  seconds: float,
-) -> dict[str, Any]:
-  """The metrics dict of a run.
+def mean_series(histories, key: str) -> dict[str, list]:
+  """The pointwise mean over seeds of `key` at the steps all seeds logged."""
+  per = [series(h, key) for h in histories]
+  steps = sorted(set.intersection(*(set(s['x']) for s in per))) if per else []
+  ys = [[dict(zip(s['x'], s['y'], strict=True))[x] for s in per] for x in steps]
+  return {'x': steps, 'y': [float(np.mean(y)) for y in ys]}
+
+
+def _pm(values) -> str:
+  m, s = stats.mean_std(values)
+  return f'{m:.3f} ± {s:.3f}'
+
+
+def split_names(results: dict[str, float]) -> list[str]:
+  return sorted(k[: -len('_em')] for k in results if k.endswith('_em'))
+
+
+def scores(results: dict[str, float]) -> dict[str, float]:
+  """`{'heldout_em', 'compositional_em', 'searches'}` of one evaluation."""
+  splits = split_names(results)
+  test = [s for s in splits if s.startswith('test_')]
+  return {
+    'heldout_em': float(np.mean([results[f'{s}_em'] for s in test])),
+    'compositional_em': results.get('compositional_em', float('nan')),
+    'searches': float(np.mean([results[f'{s}_searches'] for s in splits])),
+  }
+
+
+def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+  """The metrics dict of a run over seeds.
 
   Args:
     config: the resolved config.
-    results: `{'sft' | arm: evaluate(...)}`.
-    histories: `fit` records of `'sft'`, `'hazard'` and each arm.
-    sft_info: `{'sft_examples', 'sft_dropped'}`.
-    hazard_stats: `{'trajectories', 'negative_fraction'}`.
+    runs: one `pica.experiment.run_seed` result per seed, in seed order:
+      `{'seed', 'results' {'sft' | arm: evaluate(...)}, 'histories',
+      'sft_info', 'hazard_stats', 'gated' {arm: reason}}`.
     seconds: wall time of the run.
   """
-  splits = sorted(k[: -len('_em')] for k in results['sft'] if k.endswith('_em'))
+  arms = [
+    a for a in ('sft', *config.arms) if any(a in r['results'] for r in runs)
+  ]
+  seeds = [r['seed'] for r in runs]
+  splits = split_names(runs[0]['results']['sft'])
+  per_seed = {
+    a: [scores(r['results'][a]) if a in r['results'] else None for r in runs]
+    for a in arms
+  }
+
+  def values(arm, key):
+    return [s[key] for s in per_seed[arm] if s is not None]
+
   rows = []
   for s in splits:
-    rows.append(
-      [s]
-      + [results[a][f'{s}_em'] for a in ('sft', *ARMS)]
-      + [results[a][f'{s}_searches'] for a in ('sft', *ARMS)]
+    row = [s]
+    for a in arms:
+      row.append(
+        _pm([r['results'][a][f'{s}_em'] for r in runs if a in r['results']])
+      )
+    for a in arms:
+      row.append(
+        _pm(
+          [r['results'][a][f'{s}_searches'] for r in runs if a in r['results']]
+        )
+      )
+    rows.append(row)
+  summary: dict[str, Any] = {}
+  for a in arms:
+    name = 'outcome_only' if a == 'outcome' else a
+    summary[f'heldout_em_{name}'] = float(np.mean(values(a, 'heldout_em')))
+    summary[f'compositional_em_{name}'] = float(
+      np.mean(values(a, 'compositional_em'))
     )
-  mean_em = {
-    a: float(np.mean([results[a][f'{s}_em'] for s in splits])) for a in results
-  }
-  # relative EM gain of PiCA over outcome-only (0 when the baseline is 0)
-  base = mean_em['outcome']
-  rel = (mean_em['pica'] - base) / base if base > 0 else 0.0
-  hz = histories['hazard']
-  trained = [r for r in hz if 'step_accuracy' in r]
-  summary = {
-    'em_sft': mean_em['sft'],
-    'em_outcome_only': mean_em['outcome'],
-    'em_pica': mean_em['pica'],
-    'pica_relative_gain': rel,
-    'sft_examples': sft_info['sft_examples'],
-    'hazard_trajectories': hazard_stats['trajectories'],
-    'hazard_negative_fraction': hazard_stats['negative_fraction'],
-    'hazard_final_step_accuracy': (
-      trained[-1]['step_accuracy'] if trained else float('nan')
-    ),
-  }
-  held = [r for r in hz if 'eval_crm_loss' in r]
-  if held:
-    summary['hazard_heldout_crm_loss_start'] = held[0]['eval_crm_loss']
-    summary['hazard_heldout_crm_loss'] = held[-1]['eval_crm_loss']
-    summary['hazard_heldout_step_accuracy'] = held[-1]['eval_step_accuracy']
+  effects = []
+  for a in (x for x in STEP_ARMS if x in arms):
+    both = [
+      (m, b)
+      for m, b in zip(per_seed[a], per_seed['outcome'], strict=True)
+      if m is not None and b is not None
+    ]
+    if not both:
+      continue
+    for key, label, paper in (
+      ('heldout_em', 'held-out EM (test splits)', PAPER_GAIN),
+      ('compositional_em', 'compositional EM', ''),
+    ):
+      e = stats.paired_effect(
+        [m[key] for m, _ in both], [b[key] for _, b in both]
+      )
+      effects.append(e.as_entry(label, LABELS[a], LABELS['outcome'], paper))
+  hz = [r['hazard_stats'] for r in runs]
+
+  def auc_cell(h, key):
+    v = h.get(key, float('nan'))
+    return v if np.isfinite(v) else 'n/a (one class)'
+
+  auc_rows = [
+    [
+      r['seed'],
+      r['hazard_stats']['trajectories'],
+      r['hazard_stats']['steps'],
+      auc_cell(r['hazard_stats'], 'heldout_search_auc_start'),
+      auc_cell(r['hazard_stats'], 'heldout_search_auc'),
+      auc_cell(r['hazard_stats'], 'heldout_end_auc'),
+      r['gated'].get('pica', 'ran' if 'pica' in r['results'] else '-'),
+    ]
+    for r in runs
+  ]
+  for key in ('heldout_search_auc', 'heldout_end_auc'):
+    got = [h[key] for h in hz if key in h and np.isfinite(h[key])]
+    if got:
+      summary[f'hazard_{key}'] = float(np.mean(got))
+  for key, pick in (('_start', 0), ('', -1)):
+    held_loss = [
+      [r for r in run['histories']['hazard'] if 'eval_crm_loss' in r]
+      for run in runs
+    ]
+    if all(held_loss):
+      summary[f'hazard_heldout_crm_loss{key}'] = float(
+        np.mean([h[pick]['eval_crm_loss'] for h in held_loss])
+      )
+  summary['hazard_trajectories'] = hz[0]['trajectories']
+  summary['hazard_negative_fraction'] = float(
+    np.mean([h['negative_fraction'] for h in hz])
+  )
+  summary['sft_examples'] = runs[0]['sft_info']['sft_examples']
+  summary['num_seeds'] = len(runs)
   summary['seconds'] = seconds
-  crm = {'train': series(hz, 'loss')}
-  if held:
-    crm['held-out'] = series(hz, 'eval_crm_loss')
+  gated = [(r['seed'], reason) for r in runs for reason in r['gated'].values()]
+  notes = [
+    f"Seeds {seeds} on one world (config.seed {config.seed}); each seed's "
+    'arms share its SFT policy and hazard model (paired). Small LM on the '
+    'synthetic knowledge world; RL is '
+    + (
+      'PPO with a critic and GAE (gamma = lam = 1, pica.ppo).'
+      if config.rl.algorithm == 'ppo'
+      else f'turn-level GRPO (norm_mode {config.rl.norm_mode!r}, std floor '
+      f'{config.rl.std_floor:g}, step weight {config.rl.step_weight:g}; '
+      'rl.algorithm = "ppo" gives PPO + GAE).'
+    ),
+    'Hazard labels come from pivots.annotate (our reading of the '
+    'unreleased annotation pipeline); the oracle arm uses those labels '
+    f'directly (h = {config.hazard.oracle_low:g} on pivots, '
+    f'{config.hazard.oracle_high:g} otherwise) as the ceiling of what a '
+    'hazard model trained on them can give.',
+    'Curves: mean over seeds; each point is the mean over the log window '
+    'ending at that step (common.train.fit records).',
+  ]
+  if gated:
+    notes.append(
+      'The PiCA arm did not run for '
+      + '; '.join(f'seed {s} ({why})' for s, why in gated)
+      + ': RL on hazard rewards starts only when the hazard model ranks '
+      "held-out '-' above '+' search steps well enough (hazard.min_auc)."
+    )
+  crm = {'train': mean_series([r['histories']['hazard'] for r in runs], 'loss')}
+  held = mean_series(
+    [r['histories']['hazard'] for r in runs], 'eval_search_auc'
+  )
+  rl_arms = [a for a in config.arms if a in arms]
   return {
     'title': 'PiCA: hazard step rewards vs outcome-only RL (knowledge world)',
     'config_name': config.name,
     'headline': [
       k
-      for k in ('em_pica', 'em_outcome_only', 'em_sft', 'hazard_heldout_auc')
+      for k in (
+        'heldout_em_pica',
+        'heldout_em_oracle',
+        'heldout_em_outcome_only',
+        'hazard_heldout_search_auc',
+      )
       if k in summary
     ],
     'summary': summary,
+    'effects': effects,
     'tables': [
       {
-        'title': 'Greedy EM and searches per split',
-        'columns': [
-          'split',
-          'EM SFT',
-          'EM outcome-only',
-          'EM PiCA',
-          'searches SFT',
-          'searches outcome-only',
-          'searches PiCA',
-        ],
+        'title': 'Greedy EM and searches per split (mean ± std over seeds)',
+        'columns': ['split']
+        + [f'EM {LABELS[a]}' for a in arms]
+        + [f'searches {LABELS[a]}' for a in arms],
         'rows': rows,
-        'note': 'Paper (abstract): +15.2% relative EM over the strongest '
-        'baseline at 3B, seven benchmarks; not comparable in scale.',
-      }
+        'note': f'Paper (abstract): {PAPER_GAIN} over the strongest '
+        'baseline; not comparable in scale.',
+      },
+      {
+        'title': "Hazard model: held-out '-' vs '+' ranking AUC per seed",
+        'columns': [
+          'seed',
+          'trajectories',
+          'steps',
+          'search AUC at start',
+          'search AUC',
+          'end-step AUC',
+          'PiCA arm',
+        ],
+        'rows': auc_rows,
+        'note': f'Gate: the PiCA arm runs when the search AUC >= '
+        f'{config.hazard.min_auc:g} (0 = no gate). 0.5 is chance.',
+      },
     ],
     'curves': [
       {
-        'title': 'RL training EM (sampled)',
+        'title': 'RL training EM (sampled), mean over seeds',
         'xlabel': 'step',
         'ylabel': 'EM',
-        'series': {a: series(histories[a], 'train_em') for a in ARMS},
+        'series': {
+          LABELS[a]: mean_series(
+            [r['histories'][a] for r in runs if a in r['histories']],
+            'train_em',
+          )
+          for a in rl_arms
+        },
       },
       {
-        'title': 'Searches per trajectory',
+        'title': 'Searches per trajectory, mean over seeds',
         'xlabel': 'step',
         'ylabel': 'searches',
-        'series': {a: series(histories[a], 'searches') for a in ARMS},
+        'series': {
+          LABELS[a]: mean_series(
+            [r['histories'][a] for r in runs if a in r['histories']],
+            'searches',
+          )
+          for a in rl_arms
+        },
       },
       {
-        'title': 'Hazard model CRM loss',
+        'title': 'Hazard model CRM loss (train) and held-out search AUC',
         'xlabel': 'step',
-        'ylabel': 'loss',
-        'series': crm,
+        'ylabel': 'loss / AUC',
+        'series': {
+          **crm,
+          **({'held-out search AUC': held} if held['x'] else {}),
+        },
       },
       {
         'title': 'SFT loss',
         'xlabel': 'step',
         'ylabel': 'loss',
-        'series': {'sft': series(histories['sft'], 'loss')},
+        'series': {
+          'sft': mean_series([r['histories']['sft'] for r in runs], 'loss')
+        },
       },
     ],
-    'notes': [
-      'Single seed; small LM on the synthetic knowledge world; RL is '
-      + (
-        'PPO with a critic and GAE (gamma = lam = 1, pica.ppo).'
-        if config.rl.algorithm == 'ppo'
-        else 'turn-level GRPO (rl.algorithm = "ppo" gives PPO + GAE).'
-      ),
-      'Hazard labels come from pivots.annotate (our reading of the '
-      'unreleased annotation pipeline).',
-      'Curves: each point is the mean over the log window ending at that '
-      'step (common.train.fit records).',
-    ],
+    'notes': notes,
   }

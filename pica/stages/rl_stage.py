@@ -9,10 +9,12 @@ Each step `s` is `rollout_fn(state, s)` then the jitted update:
    what an uninterrupted one would;
 2. outcome scores (`pica.rewards.outcome_scores`) and, for the `'pica'`
    arm, hazard step rewards at each served `</search>` of a successful
-   trajectory (`pica.rewards.step_rewards` on the hazard model);
+   trajectory (`pica.rewards.step_rewards` on the hazard model); for the
+   `'oracle'` arm the same step rewards from the pivot labels of the
+   rollout itself (`pica.hazard.oracle_hazards`), the arm's ceiling;
 3. the update: `rl.algorithm='grpo'` turn-level GRPO
-   (`common.rl.turn_level_advantages`, separate group normalisation of
-   outcome and step rewards) with the clipped surrogate and a k3 KL to the
+   (`common.rl.turn_level_advantages` with `rl.norm_mode`, `rl.std_floor`
+   and `rl.step_weight`) with the clipped surrogate and a k3 KL to the
    SFT reference; `'ppo'` `pica.ppo` (critic, token rewards, KL-in-reward,
    GAE, whitening).
 
@@ -39,6 +41,7 @@ from common.rl import advantages as adv_lib
 from common.rl import logprobs as lp_lib
 from common.rl import policy_loss
 from pica import hazard
+from pica import pivots
 from pica import ppo
 from pica import rewards
 from pica.stages import context as context_lib
@@ -63,7 +66,8 @@ def _values(graphdef, params, tokens, mask):
 
 
 def reward_config(config, arm: str) -> rewards.RewardConfig:
-  """The arm's rewards: `'outcome'` drops the step rewards."""
+  """The arm's rewards: `'outcome'` drops the step rewards; `'pica'` and
+  `'oracle'` keep them (hazards from the CRM or from the pivot labels)."""
   kw = dict(config.reward)
   step_form = kw.pop('step_form', rewards.RewardConfig.step_form)
   return rewards.RewardConfig(
@@ -105,7 +109,7 @@ class ArmTrainer:
     self.algorithm = c.algorithm
     self.key = jax.random.fold_in(ctx.key, 2)
     self.idx = question_indices(
-      ctx.config.seed, len(ctx.train_qs), c.prompts_per_step, c.steps
+      ctx.seed, len(ctx.train_qs), c.prompts_per_step, c.steps
     )
     tx = optimizer.adam(c.learning_rate, c.warmup_steps)
     temperature = ctx.rollout_cfg.temperature
@@ -127,7 +131,7 @@ class ArmTrainer:
 
       self.step_fn = train.make_train_step(train_loss, tx, has_aux=True)
       params = {'policy': sft_params}
-      self.init_state = train.TrainState.create(params, tx, ctx.config.seed)
+      self.init_state = train.TrainState.create(params, tx, ctx.seed)
       return
     self.pcfg = ppo.PPOConfig(
       gamma=c.gamma,
@@ -141,7 +145,7 @@ class ArmTrainer:
       temperature=temperature,
     )
     critic = ppo.ValueModel.from_policy(
-      ctx.graphdef, sft_params, rngs=nnx.Rngs(ctx.config.seed + 11)
+      ctx.graphdef, sft_params, rngs=nnx.Rngs(ctx.seed + 11)
     )
     self.c_graph, c_params = models.split(critic)
     critic_tx = optimizer.adam(c.critic_learning_rate, c.warmup_steps)
@@ -171,7 +175,19 @@ class ArmTrainer:
         'policy': tx.init(sft_params),
         'critic': critic_tx.init(c_params),
       },
-      rng=jax.random.key(ctx.config.seed),
+      rng=jax.random.key(ctx.seed),
+    )
+
+  def oracle_hazards(self, ro, qs, ok) -> np.ndarray:
+    """`[B, K + 1]` hazards from the pivot labels of each rollout."""
+    c = self.ctx.config.hazard
+    anns = [
+      pivots.annotate(q['decomposition'], bool(k), retrieved_ids=ids)
+      for q, k, ids in zip(qs, ok, ro.retrieved, strict=True)
+    ]
+    lab = pivots.label_arrays(anns, ro.search_ends.shape[1] + 1)
+    return hazard.oracle_hazards(
+      lab['labels'], lab['valid'], c.oracle_low, c.oracle_high
     )
 
   def rollout_fn(self, state: train.TrainState, step: int):
@@ -187,7 +203,10 @@ class ArmTrainer:
     )
     step_mask = ro.search_ends >= 0
     step_r = jnp.zeros(ro.search_ends.shape)
-    if rcfg.step_form is not None:
+    if self.arm == 'oracle':
+      h = self.oracle_hazards(ro, qs, ok)
+      step_r = rewards.step_rewards(h[:, :-1], step_mask & ok[:, None], rcfg)
+    elif rcfg.step_form is not None:
       hi = hazard.insert_placeholders(
         ro.prompt_tokens,
         ro.prompt_mask,
@@ -217,6 +236,7 @@ class ArmTrainer:
     }
     if self.algorithm == 'grpo':
       use_steps = step_mask & ok[:, None] & (rcfg.step_form is not None)
+      c = ctx.config.rl
       adv = adv_lib.turn_level_advantages(
         jnp.asarray(rcfg.outcome_scale * score),
         step_r,
@@ -224,6 +244,9 @@ class ArmTrainer:
         jnp.asarray(ro.search_ends),
         ro.response_mask,
         g,
+        norm_mode=c.norm_mode,
+        std_floor=c.std_floor,
+        step_weight=c.step_weight,
       )
       batch['advantages'] = jnp.concatenate([zeros, adv], 1)
     else:

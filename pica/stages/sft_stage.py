@@ -89,12 +89,12 @@ def train_sft(
   c = ctx.config.sft
   data, dropped = golden_data(ctx)
   n = len(data['tokens'])
-  idx = batch_indices(ctx.config.seed, n, c.batch_size, c.steps)
+  idx = batch_indices(ctx.seed, n, c.batch_size, c.steps)
   tx = optimizer.adam(c.learning_rate, c.warmup_steps)
   step_fn = train.make_train_step(
     sft.make_sft_loss(ctx.apply_fn), tx, has_aux=True
   )
-  state = train.TrainState.create(ctx.init_params, tx, rng=ctx.config.seed)
+  state = train.TrainState.create(ctx.init_params, tx, rng=ctx.seed)
   state, history = train.fit(
     state,
     step_fn,

@@ -32,7 +32,8 @@ def test_tiny_ppo_run_both_arms(tmp_path):
   c.rl.algorithm = 'ppo'
   m = experiment.run(c, str(tmp_path))
   series = m['curves'][0]['series']
-  assert set(series) == {'outcome', 'pica'} and len(series['pica']['x']) == 2
+  assert set(series) == {'outcome-only', 'PiCA', 'oracle hazard'}
+  assert len(series['PiCA']['x']) == 2
   assert any('PPO' in n for n in m['notes'])
-  for a in ('em_outcome_only', 'em_pica'):
+  for a in ('heldout_em_outcome_only', 'heldout_em_pica', 'heldout_em_oracle'):
     assert 0.0 <= m['summary'][a] <= 1.0

@@ -6,7 +6,9 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = 'default'
-  c.seed = 0
+  c.seed = 0  # the world's seed
+  c.seeds = (0, 1, 2)  # training seeds, paired across arms
+  c.arms = ('outcome', 'pica', 'oracle')
   # common.synthetic.KnowledgeWorldConfig fields (1-3 hops).
   c.world = ml_collections.ConfigDict(
     {
@@ -73,6 +75,8 @@ def get_config() -> ml_collections.ConfigDict:
       # held-out CRM loss, at the start, every eval_every steps, the end
       'eval_questions': 32,
       'eval_every': 50,
+      'patience': None,
+      'min_auc': 0.8,
     }
   )
   # pica.rewards.RewardConfig fields (PiCA's released values).
@@ -101,6 +105,10 @@ def get_config() -> ml_collections.ConfigDict:
       'epsilon': 0.2,
       'epsilon_high': 0.28,
       'beta': 0.001,
+      # per-turn step normalisation (no position bias), the std floor
+      'norm_mode': 'per_turn',
+      'std_floor': 1e-4,
+      'step_weight': 1.0,
       # 'grpo' (turn-level GRPO) or 'ppo' (the paper's recipe: critic +
       # GAE, pica.ppo; ~1.9x slower here, README); the PPO-only fields
       # below are ignored by 'grpo'.

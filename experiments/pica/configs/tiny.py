@@ -6,6 +6,9 @@ from experiments.pica.configs import default
 def get_config():
   c = default.get_config()
   c.name = 'tiny'
+  c.seeds = (0,)
+  c.hazard.min_auc = 0.0  # no gate: tiny's hazard model is untrained
+  c.hazard.patience = None
   c.world.update(
     {
       'num_entities': 60,
