@@ -40,6 +40,11 @@ def mean_series(histories, key: str) -> dict[str, list]:
   return {'x': steps, 'y': [float(np.mean(y)) for y in ys]}
 
 
+def penalty_can_fire(config) -> bool:
+  """Whether a rollout can make more searches than the penalty-free count."""
+  return config.rollout.max_turns > config.reward.penalty_free
+
+
 def _pm(values) -> str:
   m, s = stats.mean_std(values)
   return f'{m:.3f} ± {s:.3f}'
@@ -179,6 +184,13 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     'Curves: mean over seeds; each point is the mean over the log window '
     'ending at that step (common.train.fit records).',
   ]
+  if not penalty_can_fire(config):
+    notes.append(
+      f'The over-search penalty cannot fire here: rollout.max_turns '
+      f'{config.rollout.max_turns} <= reward.penalty_free '
+      f'{config.reward.penalty_free} (it starts at search '
+      f'{config.reward.penalty_free + 1}; the paper config allows 5 turns).'
+    )
   if gated:
     notes.append(
       'The PiCA arm did not run for '

@@ -153,3 +153,12 @@ def test_report_pairs_seeds_and_leaves_out_gated_ones():
   assert oracle['mean'] == pytest.approx((0.3 + 0.1 + 0.4) / 3)
   assert m['summary']['heldout_em_outcome_only'] == pytest.approx(0.7 / 3)
   assert any('did not run for seed 2 (AUC low)' in n for n in m['notes'])
+
+
+def test_over_search_penalty_fires_only_with_room_for_it():
+  from experiments.pica.configs import paper
+  from pica.stages import report
+
+  assert not report.penalty_can_fire(config_lib.resolve(tiny.get_config()))
+  p = paper.get_config()
+  assert report.penalty_can_fire(p)  # 5 turns, the 4th and 5th penalised
