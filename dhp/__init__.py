@@ -2,14 +2,13 @@
 
 Planner (NumPy): ``plan_round`` / ``plan_batch`` with a ``CostModel``;
 baselines in ``dhp.baselines``; length generators in ``dhp.lengths``.
-Runtime (JAX): ``ring_attention.ring_attention`` under ``jax.shard_map`` on
+Runtime (JAX): ``common.parallel.ring_attention`` under ``jax.shard_map`` on
 any ring size and ``DHPRuntime``, which runs a planned round on one sub-mesh
 per group.
 """
 
 from dhp import baselines
 from dhp import lengths
-from dhp import ring_attention
 from dhp.allocation import allocate_dp
 from dhp.allocation import allocate_threshold
 from dhp.cost_model import CostModel
@@ -26,8 +25,6 @@ from dhp.plan_types import RoundProblem
 from dhp.plan_types import min_degrees
 from dhp.planner import plan_batch
 from dhp.planner import plan_round
-from dhp.ring_attention import dense_attention
-from dhp.ring_attention import zigzag_layout
 from dhp.runtime import DHPRuntime
 from dhp.runtime import ExecutableCache
 from dhp.runtime import reference_loss_and_grads
@@ -47,7 +44,6 @@ __all__ = [
   'baselines',
   'bfd_pack',
   'calibrate',
-  'dense_attention',
   'flexsp_preset',
   'lengths',
   'linear_preset',
@@ -55,6 +51,4 @@ __all__ = [
   'plan_batch',
   'plan_round',
   'reference_loss_and_grads',
-  'ring_attention',
-  'zigzag_layout',
 ]

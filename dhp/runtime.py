@@ -33,9 +33,9 @@ from jax.sharding import AxisType
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from common.parallel import ring_attention as ra
 from dhp import model as model_lib
 from dhp import plan_types as pt
-from dhp import ring_attention as ra
 
 RING_AXIS = 'cp'
 FULL_AXIS = 'dhp'

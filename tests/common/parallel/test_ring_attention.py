@@ -1,4 +1,4 @@
-"""Tests for dhp.ring_attention: zig-zag layout, ring == dense attention."""
+"""Tests for common.parallel.ring_attention: zig-zag layout, ring == dense."""
 
 import functools
 
@@ -12,7 +12,7 @@ from jax.sharding import AxisType
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dhp import ring_attention as ra
+from common.parallel import ring_attention as ra
 from tests import tolerances as tol
 
 
