@@ -9,12 +9,11 @@ size, `P = M / |pred nodes|`, `R = M / |gold nodes|`, `F1 = 2PR/(P+R)`; an
 unparsable prediction has no nodes (P = R = F1 = 0).
 
 Pass rate: the share of outputs that parse as JSON *and* conform to the
-schema. `jsonschema` is not installed, so `validate` checks the subset of
-JSON Schema the extraction schemas use (`type` incl. lists of types,
-`properties`, `required`, `additionalProperties: false`, `items`, `enum`,
-`minItems`/`maxItems`); `check_schema` refuses a schema that is not valid
-JSON Schema in that subset (unknown type names, a non-list `required`,
-...) with a `SchemaError` naming where.
+schema, validated with the `jsonschema` package (the draft the schema's
+`$schema` names, Draft 2020-12 by default). `check_schema` refuses a schema
+that is not valid JSON Schema (the draft's metaschema: unknown type names, a
+non-list `required`, ...) with a `SchemaError` naming where (a JSONPath) and
+what is allowed.
 """
 
 from __future__ import annotations
@@ -25,11 +24,15 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-TYPES = ('object', 'array', 'string', 'number', 'integer', 'boolean', 'null')
+import jsonschema
+
+SIMPLE_TYPES = (
+  'object', 'array', 'string', 'number', 'integer', 'boolean', 'null',
+)  # fmt: skip
 
 
 class SchemaError(ValueError):
-  """The schema itself is not valid (JSON Schema subset)."""
+  """The schema itself is not valid JSON Schema."""
 
 
 def parse_json(text: str) -> tuple[Any, str | None]:
@@ -84,77 +87,50 @@ def tree_scores(prediction: Any, gold: Any) -> dict[str, float]:
   return {'precision': prec, 'recall': rec, 'f1': f1}
 
 
-def check_schema(schema: Any, where: str = '$') -> None:
-  """Raises `SchemaError` unless `schema` is valid in the supported subset."""
-  if not isinstance(schema, Mapping):
-    raise SchemaError(f'{where}: a schema must be an object, got {schema!r}')
-  t = schema.get('type')
-  if t is not None:
-    ts = t if isinstance(t, list) else [t]
-    bad = [x for x in ts if x not in TYPES]
-    if bad or not ts:
-      raise SchemaError(f'{where}.type: {t!r} is not one of {TYPES}')
-  props = schema.get('properties', {})
-  if not isinstance(props, Mapping):
-    raise SchemaError(f'{where}.properties: must be an object, got {props!r}')
-  for k, v in props.items():
-    check_schema(v, f'{where}.properties.{k}')
-  req = schema.get('required', [])
-  if not isinstance(req, list) or not all(isinstance(x, str) for x in req):
-    raise SchemaError(f'{where}.required: must be a list of strings: {req!r}')
-  if 'items' in schema:
-    check_schema(schema['items'], f'{where}.items')
-  if 'enum' in schema and not isinstance(schema['enum'], list):
-    raise SchemaError(f'{where}.enum: must be a list, got {schema["enum"]!r}')
-  for key in ('minItems', 'maxItems'):
-    v = schema.get(key)
-    if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-      raise SchemaError(f'{where}.{key}: must be an integer, got {v!r}')
+def _validator_class(schema: Any):
+  return jsonschema.validators.validator_for(
+    schema, default=jsonschema.Draft202012Validator
+  )
 
 
-def _is_type(value: Any, t: str) -> bool:
-  return {
-    'object': lambda: isinstance(value, dict),
-    'array': lambda: isinstance(value, list),
-    'string': lambda: isinstance(value, str),
-    'number': lambda: (
-      isinstance(value, int | float) and not isinstance(value, bool)
-    ),
-    'integer': lambda: isinstance(value, int) and not isinstance(value, bool),
-    'boolean': lambda: isinstance(value, bool),
-    'null': lambda: value is None,
-  }[t]()
+def check_schema(schema: Any) -> None:
+  """Raises `SchemaError` unless `schema` is valid JSON Schema.
+
+  Args:
+    schema: a JSON Schema (object or boolean); its `$schema` picks the draft
+      (default Draft 2020-12).
+
+  Raises:
+    SchemaError: naming the JSONPath of the offending part, its value and
+      the metaschema's complaint.
+  """
+  if not isinstance(schema, Mapping | bool):
+    raise SchemaError(
+      f'$: a schema must be an object or a boolean, got {schema!r} '
+      f'({type(schema).__name__})'
+    )
+  cls = _validator_class(schema)
+  try:
+    cls.check_schema(schema)
+  except jsonschema.SchemaError as e:
+    hint = ''
+    if e.json_path.endswith('.type'):
+      hint = f'; allowed: one of {SIMPLE_TYPES} or a list of them'
+    raise SchemaError(
+      f'{e.json_path}: {e.instance!r} is not valid JSON Schema '
+      f'({cls.__name__}): {e.message}{hint}'
+    ) from None
 
 
-def validate(value: Any, schema: Mapping, where: str = '$') -> list[str]:
-  """Violations of `schema` by `value` (empty: it conforms)."""
-  errors = []
-  t = schema.get('type')
-  if t is not None:
-    ts = t if isinstance(t, list) else [t]
-    if not any(_is_type(value, x) for x in ts):
-      return [f'{where}: expected {t}, got {type(value).__name__}']
-  if 'enum' in schema and value not in schema['enum']:
-    errors.append(f'{where}: {value!r} not in enum {schema["enum"]}')
-  if isinstance(value, dict):
-    props = schema.get('properties', {})
-    for k in schema.get('required', []):
-      if k not in value:
-        errors.append(f'{where}: missing required {k!r}')
-    for k, v in value.items():
-      if k in props:
-        errors += validate(v, props[k], f'{where}.{k}')
-      elif schema.get('additionalProperties') is False:
-        errors.append(f'{where}: unexpected property {k!r}')
-  if isinstance(value, list):
-    if 'minItems' in schema and len(value) < schema['minItems']:
-      errors.append(f'{where}: fewer than {schema["minItems"]} items')
-    if 'maxItems' in schema and len(value) > schema['maxItems']:
-      errors.append(f'{where}: more than {schema["maxItems"]} items')
-    if 'items' in schema:
-      for i, v in enumerate(value):
-        errors += validate(v, schema['items'], f'{where}[{i}]')
-  return errors
+def validate(value: Any, schema: Mapping) -> list[str]:
+  """Violations of `schema` by `value` as `'<JSONPath>: <message>'` (sorted).
+
+  Empty: it conforms. The schema must be valid (`check_schema`).
+  """
+  validator = _validator_class(schema)(schema)
+  return sorted(
+    f'{e.json_path}: {e.message}' for e in validator.iter_errors(value)
+  )
 
 
 def json_scores(text: str, gold: Any, schema: Mapping) -> dict[str, float]:

@@ -47,9 +47,30 @@ def test_validate_names_violations():
   errs = json_eval.validate(
     {'name': 'A', 'facts': [{'relation': 1}], 'z': 0}, pages.SCHEMA
   )
-  assert "$: missing required 'type'" in errs
-  assert '$.facts[0].relation: expected string, got int' in errs
-  assert "$: unexpected property 'z'" in errs
+  assert errs == [
+    "$.facts[0].relation: 1 is not of type 'string'",
+    "$.facts[0]: 'value' is a required property",
+    "$: 'type' is a required property",
+    "$: Additional properties are not allowed ('z' was unexpected)",
+  ]
+
+
+def test_full_json_schema_through_jsonschema():
+  # Keywords beyond a hand-written subset: pattern, minimum, $ref/$defs.
+  schema = {
+    '$defs': {'pos': {'type': 'integer', 'minimum': 1}},
+    'type': 'object',
+    'properties': {'id': {'type': 'string', 'pattern': '^[a-z]+$'},
+                   'n': {'$ref': '#/$defs/pos'}},
+  }  # fmt: skip
+  json_eval.check_schema(schema)
+  assert json_eval.validate({'id': 'abc', 'n': 2}, schema) == []
+  assert json_eval.validate({'id': 'A1', 'n': 0}, schema) == [
+    "$.id: 'A1' does not match '^[a-z]+$'",
+    '$.n: 0 is less than the minimum of 1',
+  ]
+  out = json_eval.json_scores('{"id": "A1", "n": 2}', {'id': 'A1'}, schema)
+  assert out['valid'] == 1.0 and out['passed'] == 0.0 and out['f1'] < 1.0
 
 
 @pytest.mark.parametrize(
@@ -67,6 +88,11 @@ def test_invalid_schema_is_refused(schema, where):
     json_eval.SchemaError, match=where.replace('$', r'\$').replace('[', r'\[')
   ):
     json_eval.check_schema(schema)
+
+
+def test_invalid_schema_error_names_value_and_allowed():
+  with pytest.raises(json_eval.SchemaError, match=r"'strin'.*allowed: one of"):
+    json_eval.check_schema({'type': 'strin'})
 
 
 def test_the_page_schema_is_valid():
