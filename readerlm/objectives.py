@@ -78,9 +78,21 @@ def make_sft_loss(
   return loss_fn
 
 
-def make_dpo_loss(graphdef: nnx.GraphDef, beta: float = 0.1):
+def make_dpo_loss(
+  graphdef: nnx.GraphDef, beta: float = 0.1, loss_type: str = 'sigmoid'
+):
   """DPO over `{'chosen': sft batch, 'rejected': sft batch, 'ref_chosen' [B],
-  'ref_rejected' [B]}` (reference log-probs precomputed, constants)."""
+  'ref_rejected' [B]}` (reference log-probs precomputed, constants).
+
+  `loss_type` is `common.rl.preference.dpo_loss`'s: `'sigmoid'` (DPO on
+  summed log-probs) or `'sigmoid_norm'` (length-normalised DPO: each log-prob
+  divided by its response length, so a shorter response is not preferred
+  merely for having fewer tokens), `'ipo'`, `'hinge'`.
+  """
+  if loss_type not in preference.LOSS_TYPES:
+    raise ValueError(
+      f'loss_type={loss_type!r}: must be one of {preference.LOSS_TYPES}.'
+    )
 
   def apply(params, tokens, mask):
     return nnx.merge(graphdef, params)(
@@ -94,7 +106,8 @@ def make_dpo_loss(graphdef: nnx.GraphDef, beta: float = 0.1):
     )
     losses = preference.dpo_loss(
       lp.chosen_logps, lp.rejected_logps, batch['ref_chosen'],
-      batch['ref_rejected'], beta=beta,
+      batch['ref_rejected'], beta=beta, loss_type=loss_type,
+      chosen_lengths=lp.chosen_lengths, rejected_lengths=lp.rejected_lengths,
     )  # fmt: skip
     m = preference.preference_metrics(
       lp.chosen_logps, lp.rejected_logps, batch['ref_chosen'],

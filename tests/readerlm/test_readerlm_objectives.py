@@ -12,6 +12,7 @@ from readerlm import backends
 from readerlm import bpe
 from readerlm import objectives
 from readerlm import prompt
+from tests import tolerances as tol
 
 
 class ContrastiveTest(chex.TestCase):
@@ -97,6 +98,20 @@ def test_sft_and_dpo_losses_train():
   grads = jax.jit(jax.grad(lambda p: loss_fn(p, dbatch)[0]))(params)
   p2 = jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
   assert float(loss_fn(p2, dbatch)[0]) < float(loss)
+
+  # Length-normalised DPO: each log-prob over its response length (the
+  # loss masks hold 3 and 4 tokens), against zero reference log-probs.
+  zero = jnp.zeros(2)
+  nbatch = dict(dbatch, ref_chosen=zero, ref_rejected=zero)
+  norm_fn, _ = objectives.make_dpo_loss(graphdef, 0.1, 'sigmoid_norm')
+  got, _ = norm_fn(params, nbatch)
+  pc, pr = objectives.reference_logps(apply, params, batch, rej)
+  n = np.array([3.0, 4.0])
+  h = pc / n - pr / n
+  want = np.mean(-np.log(1 / (1 + np.exp(-0.1 * h))))
+  tol.assert_close(got, want, tol.FEW_OPS)
+  with pytest.raises(ValueError, match='loss_type'):
+    objectives.make_dpo_loss(graphdef, 0.1, 'sigmoid_normed')
 
 
 def test_bpe_round_trip_save_and_hf_loader(tmp_path):
