@@ -29,6 +29,7 @@ from common import schema
 from common import synthetic
 from common.models import config as model_config
 from common.rl import advantages as adv_lib
+from pica import hazard as hazard_lib
 from pica import ppo
 from pica import rewards
 from pica import rollout as rollout_lib
@@ -94,6 +95,10 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     # the 'pica' arm runs only when the held-out search-step AUC reaches
     # this bar (0 disables the gate; the report says when it was missed)
     'min_auc': (0.0, _float(0.0, high=1.0)),
+    # where a search step is scored: right after `</search>` ('query',
+    # PiCA) or after its `</information>` ('information', a deviation:
+    # the hazard model sees what was retrieved)
+    'score_at': ('query', _choice(hazard_lib.SCORE_AT)),
     # the oracle arm's hazards for '+' (pivot) and '-' search steps
     'oracle_low': (0.05, _float(0.0, high=1.0)),
     'oracle_high': (0.95, _float(0.0, high=1.0)),

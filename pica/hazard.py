@@ -360,3 +360,48 @@ def oracle_hazards(
   labels = np.asarray(labels, bool)
   valid = np.asarray(valid, bool)
   return np.where(valid, np.where(labels, low, high), 0.0).astype(np.float32)
+
+
+SCORE_AT = ('query', 'information')
+
+
+def information_ends(search_ends, loss_mask, response_mask) -> np.ndarray:
+  """`[B, K]` response index of the last observation token of each search.
+
+  The observation of search k (`<information> ... </information>`) is the
+  run of response tokens right after `search_ends[k]` that the policy did
+  not generate (`loss_mask` False). Scoring the hazard there instead of at
+  `</search>` lets the model see what the search retrieved (a documented
+  deviation: PiCA scores the state right after the query). A search whose
+  observation is empty (cut at the end of the response) keeps its
+  `</search>` index.
+
+  Args:
+    search_ends: `[B, K]` int, valid entries first, -1 after.
+    loss_mask: `[B, R]` bool, generated tokens.
+    response_mask: `[B, R]` bool, real response tokens.
+
+  Returns:
+    `[B, K]` int32, -1 where `search_ends` is -1.
+  """
+  ends = np.asarray(search_ends)
+  gen = np.asarray(loss_mask, bool)
+  real = np.asarray(response_mask, bool)
+  observed = real & ~gen
+  out = np.full(ends.shape, -1, np.int32)
+  r = gen.shape[1]
+  for i, j in zip(*np.nonzero(ends >= 0), strict=True):
+    t = int(ends[i, j])
+    while t + 1 < r and observed[i, t + 1]:
+      t += 1
+    out[i, j] = t
+  return out
+
+
+def step_ends(score_at: str, search_ends, loss_mask, response_mask):
+  """Where each search step is scored: `</search>` or its observation's end."""
+  if score_at not in SCORE_AT:
+    raise ValueError(f'score_at must be one of {SCORE_AT}; got {score_at!r}')
+  if score_at == 'query':
+    return np.asarray(search_ends)
+  return information_ends(search_ends, loss_mask, response_mask)

@@ -23,6 +23,7 @@ from common import sampling
 from common import synthetic
 from common import train
 from common.rl import qa_rewards
+from pica import hazard
 from pica import rollout as rollout_lib
 
 PLACEHOLDER = '<step>'
@@ -165,4 +166,23 @@ class Context:
       key,
       cfg,
       self.prompt_len,
+    )
+
+  def hazard_inputs(self, ro: rollout_lib.Rollout) -> hazard.HazardInputs:
+    """The hazard model's inputs for rollouts `ro`: a placeholder after
+    each search step (at `</search>` or at the end of its observation, by
+    `hazard.score_at`) and at the end of the response."""
+    ends = hazard.step_ends(
+      self.config.hazard.score_at, ro.search_ends, ro.loss_mask,
+      ro.response_mask,
+    )  # fmt: skip
+    return hazard.insert_placeholders(
+      ro.prompt_tokens,
+      ro.prompt_mask,
+      ro.tokens,
+      ro.response_mask,
+      ends,
+      self.placeholder_id,
+      self.tok.pad_id,
+      self.tok.unk_id,
     )

@@ -62,16 +62,7 @@ def collect(
       for q, k, ids in zip(chunk, ok, ro.retrieved, strict=True)
     ]
     lab = pivots.label_arrays(anns, s)
-    hi = hazard.insert_placeholders(
-      ro.prompt_tokens,
-      ro.prompt_mask,
-      ro.tokens,
-      ro.response_mask,
-      ro.search_ends,
-      ctx.placeholder_id,
-      ctx.tok.pad_id,
-      ctx.tok.unk_id,
-    )
+    hi = ctx.hazard_inputs(ro)
     batches.append(
       {
         'tokens': hi.tokens,

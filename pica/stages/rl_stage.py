@@ -207,16 +207,7 @@ class ArmTrainer:
       h = self.oracle_hazards(ro, qs, ok)
       step_r = rewards.step_rewards(h[:, :-1], step_mask & ok[:, None], rcfg)
     elif rcfg.step_form is not None:
-      hi = hazard.insert_placeholders(
-        ro.prompt_tokens,
-        ro.prompt_mask,
-        ro.tokens,
-        ro.response_mask,
-        ro.search_ends,
-        ctx.placeholder_id,
-        ctx.tok.pad_id,
-        ctx.tok.unk_id,
-      )
+      hi = ctx.hazard_inputs(ro)
       h = _hazards(
         self.h_graph, self.h_params, hi.tokens, hi.mask, hi.positions
       )

@@ -162,3 +162,25 @@ def test_over_search_penalty_fires_only_with_room_for_it():
   assert not report.penalty_can_fire(config_lib.resolve(tiny.get_config()))
   p = paper.get_config()
   assert report.penalty_can_fire(p)  # 5 turns, the 4th and 5th penalised
+
+
+def test_information_ends_find_the_end_of_each_observation():
+  # response: q0 </s> [i i i] q1 </s> [i i] answer pad
+  #   index:   0  1    2 3 4  5  6    7 8    9      10
+  gen = np.array([[1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0]], bool)
+  real = np.array([[1] * 10 + [0]], bool)
+  ends = np.array([[1, 6, -1]])
+  np.testing.assert_array_equal(
+    hazard.information_ends(ends, gen, real), [[4, 8, -1]]
+  )
+  np.testing.assert_array_equal(
+    hazard.step_ends('query', ends, gen, real), ends
+  )
+  # a search cut at the end of the response keeps its </search> index
+  cut = np.array([[1, 1, 0]], bool)
+  np.testing.assert_array_equal(
+    hazard.information_ends(np.array([[2]]), cut, np.ones((1, 3), bool)),
+    [[2]],
+  )
+  with pytest.raises(ValueError, match='score_at'):
+    hazard.step_ends('answer', ends, gen, real)
