@@ -43,8 +43,11 @@ def fields() -> dict:
       'qa_test': pos,
       'math_train': pos,
       'math_test': pos,
+      'min_operands': schema.integer(2, 4),
       'max_operands': schema.integer(2, 4),
+      'min_digits': schema.integer(1, 3),
       'max_digits': schema.integer(1, 3),
+      'ops': schema.names(('+', '-', '*', '/')),
       'topk': pos,
       'data_file': schema.string(),
     },
@@ -54,6 +57,7 @@ def fields() -> dict:
       'batch_size': pos,
       'learning_rate': lr,
       'tool_fraction': schema.number(0.0, 1.0),
+      'answer_fraction': schema.number(0.0, 1.0),
     },
     'rollout': {
       'max_calls': schema.integer(1, 8),
@@ -110,10 +114,18 @@ def fields() -> dict:
   }
 
 
-def num_experts(config) -> int:
-  """Expert trajectories of the E3-TIR warm-up (a fraction of the SFT set)."""
+def pool_size(config) -> int:
+  """Training questions left for SFT and RL after the base LM's share
+  (`base.answer_fraction`; the world may give fewer questions)."""
   t = config.task
-  full = t.math_train + t.qa_train
+  f = config.base.answer_fraction
+  return sum(n - round(f * n) for n in (t.math_train, t.qa_train))
+
+
+def num_experts(config, pool: int | None = None) -> int:
+  """Expert trajectories of the E3-TIR warm-up: `budget.expert_fraction`
+  of the SFT set (the `pool` questions; `pool_size(config)` if None)."""
+  full = pool_size(config) if pool is None else pool
   return max(1, round(config.budget.expert_fraction * full))
 
 
@@ -134,6 +146,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       'e3tir.num_anchors',
       e.num_anchors,
       '<= 7 (anchor positions of the shortest expert trajectory)',
+    )
+  t = config.task
+  if t.min_operands > t.max_operands:
+    schema.fail(
+      'task.min_operands',
+      t.min_operands,
+      f'<= task.max_operands={t.max_operands}',
+    )
+  if config.base.answer_fraction >= 1.0:
+    schema.fail(
+      'base.answer_fraction',
+      config.base.answer_fraction,
+      '[0, 1) (the rest of the training questions is the SFT / RL pool)',
+    )
+  if t.min_digits > t.max_digits:
+    schema.fail(
+      'task.min_digits', t.min_digits, f'<= task.max_digits={t.max_digits}'
     )
   if config.eval.num_math > config.task.math_test:
     schema.fail('eval.num_math', config.eval.num_math, '<= task.math_test')

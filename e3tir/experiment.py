@@ -101,9 +101,11 @@ class Data:
     self.problems = arithmetic.make_problems(
       arithmetic.ArithmeticConfig(
         seed=t.seed,
-        min_operands=2,
+        min_operands=t.min_operands,
         max_operands=t.max_operands,
+        min_digits=t.min_digits,
         max_digits=t.max_digits,
+        ops=tuple(t.ops),
         word_problem_prob=0.0,
         train_size=t.math_train,
         test_size=t.math_test,
@@ -144,8 +146,8 @@ class Data:
 
     max_calls = config.rollout.max_calls
     if t.data_file:
-      self.train = data_lib.read(t.data_file, max_calls)
-      missing = [i for i, r in enumerate(self.train) if not r.expert_trajectory]
+      records = data_lib.read(t.data_file, max_calls)
+      missing = [i for i, r in enumerate(records) if not r.expert_trajectory]
       if missing:
         raise ValueError(
           f'{t.data_file}: records {missing[:5]} have no field '
@@ -155,12 +157,24 @@ class Data:
       train_q = [qa(q) for q in self.world.split('train')]
       train_p = [math(p) for p in self.problems['train']]
       n_pair = min(len(train_p), len(train_q))
-      self.train = [x for i in range(n_pair) for x in (train_p[i], train_q[i])]
-      self.train += train_p[len(train_q) :] + train_q[len(train_p) :]
-      for i, r in enumerate(self.train):
+      records = [x for i in range(n_pair) for x in (train_p[i], train_q[i])]
+      records += train_p[len(train_q) :] + train_q[len(train_p) :]
+      for i, r in enumerate(records):
         trajectory.check_trajectory(
           r.expert_trajectory, f'expert trajectory {i}', max_calls
         )
+    # The base LM's questions and the training pool are disjoint
+    # (`base.answer_fraction`): RL rewards on the pool then measure what
+    # the policy can do on questions it has not memorised, as on the
+    # held-out sets, instead of rewarding recall of the base's answers.
+    self.base_records, self.train = split_base(
+      records, config.base.answer_fraction, t.seed
+    )
+    if not self.train:
+      raise ValueError(
+        f'base.answer_fraction={config.base.answer_fraction} leaves no '
+        f'training question out of {len(records)} for SFT and RL'
+      )
     self.test = {
       'math': [math(p, False) for p in self.problems['test']][
         : config.eval.num_math
@@ -170,7 +184,13 @@ class Data:
       ],
     }
     # The E3-TIR budget: a fixed, interleaved subset of the SFT set.
-    n = config_lib.num_experts(config)
+    n = config_lib.num_experts(config, len(self.train))
+    if n < config.e3tir.prompts_per_step:
+      raise ValueError(
+        f'budget.expert_fraction={config.budget.expert_fraction} gives {n} '
+        f'expert trajectories of the {len(self.train)}-question pool < '
+        f'e3tir.prompts_per_step={config.e3tir.prompts_per_step}'
+      )
     order = np.random.default_rng([t.seed, 5]).permutation(len(self.train))
     by_kind = [[i for i in order if self.train[i].ability == a]
                for a in ('math', 'qa')]  # fmt: skip
@@ -209,17 +229,19 @@ class Data:
     )
     self.capacity = self.prompt_len + self.expert_len + self.mt.response_len
     sft_texts = [r.expert_trajectory for r in self.train]
-    base_prompts = [prompt_of(r) for r in self.train]
-    base_targets = [f'<answer> {r.answers[0]} </answer>' for r in self.train]
-    # A few tool traces in the base corpus (`base.tool_fraction`): the base
+    # The base corpus: direct answers (`<answer> a </answer>`) to its own
+    # questions, a few tool traces (`base.tool_fraction` of them: the base
     # has seen the call format, as an instruct model has, but rarely uses
-    # it.
-    n_tool = round(config.base.tool_fraction * len(self.train))
-    seed_idx = np.random.default_rng([t.seed, 9]).permutation(len(self.train))
+    # it) and the world's documents.
+    base = self.base_records
+    base_prompts = [prompt_of(r) for r in base]
+    base_targets = [f'<answer> {r.answers[0]} </answer>' for r in base]
+    n_tool = round(config.base.tool_fraction * len(base))
+    seed_idx = np.random.default_rng([t.seed, 9]).permutation(len(base))
     self.base_tool_idx = np.sort(seed_idx[:n_tool])
     for i in self.base_tool_idx:
-      base_prompts.append(prompt_of(self.train[i]))
-      base_targets.append(self.train[i].expert_trajectory)
+      base_prompts.append(prompt_of(base[i]))
+      base_targets.append(base[i].expert_trajectory)
     for d in self.world.documents:
       title, _, text = d['contents'].partition('\n')
       base_prompts.append(title)
@@ -246,6 +268,48 @@ class Data:
     )
     b['loss_mask'] = b['loss_mask'] & ~np.asarray(obs)
     return b
+
+
+def _fact_key(r: data_lib.Record) -> tuple:
+  """Paraphrases of one fact share a key (they go to the same side)."""
+  return (r.ability, r.answers) if r.ability == 'qa' else (r.question,)
+
+
+def split_base(
+  records: list[data_lib.Record], fraction: float, seed: int
+) -> tuple[list[data_lib.Record], list[data_lib.Record]]:
+  """Splits training records into the base LM's set and the pool.
+
+  Per ability, `round(fraction * n)` records (whole groups of paraphrases
+  of one fact, drawn at random) go to the base LM's direct answers; the
+  rest, in their original order, are the SFT / RL / E3-TIR pool.
+
+  Args:
+    records: the training records.
+    fraction: in [0, 1).
+    seed: the task seed.
+
+  Returns:
+    `(base_records, pool)`.
+  """
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'base.answer_fraction={fraction}; allowed: [0, 1)')
+  rng = np.random.default_rng([seed, 17])
+  to_base = set()
+  for ability in data_lib.ABILITIES:
+    idx = [i for i, r in enumerate(records) if r.ability == ability]
+    groups: dict[tuple, list[int]] = {}
+    for i in idx:
+      groups.setdefault(_fact_key(records[i]), []).append(i)
+    keys = list(groups)
+    target = round(fraction * len(idx))
+    for j in rng.permutation(len(keys)):
+      if len(to_base & set(idx)) >= target:
+        break
+      to_base.update(groups[keys[j]])
+  base = [r for i, r in enumerate(records) if i in to_base]
+  pool = [r for i, r in enumerate(records) if i not in to_base]
+  return base, pool
 
 
 # ----------------------------------------------------------------- models
@@ -780,9 +844,14 @@ def _write(config, data, runs, workdir, seconds):
   effects = []
 
   def effect(name, m, b, key='accuracy', paper=''):
-    if m in vals and b in vals:
-      e = stats.paired_effect(vals[m][key], vals[b][key])
+    ref = {**vals, 'base': base}
+    if m in ref and b in ref:
+      e = stats.paired_effect(ref[m][key], ref[b][key])
       effects.append(e.as_entry(name, m, b, paper))
+
+  # Does tool use pay off at all? Each paradigm against its base LM.
+  for a in ('sft_rl', 'e3tir', 'zero_rl'):
+    effect('held-out accuracy (avg) over the base LM', a, 'base')
 
   effect(
     'held-out accuracy (avg)', 'e3tir', 'sft_rl', paper='+2.5 (46.7 vs 44.2)'

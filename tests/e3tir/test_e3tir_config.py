@@ -1,16 +1,17 @@
-"""Config validation (tiny/default/paper) and bad-input errors."""
+"""Config validation (tiny/default/ablations/paper) and bad-input errors."""
 
 import pytest
 
 from common.schema import ConfigError
 from e3tir import config as config_lib
 from experiments import registry
+from experiments.e3tir.configs import ablations
 from experiments.e3tir.configs import default
 from experiments.e3tir.configs import paper
 from experiments.e3tir.configs import tiny
 
 
-@pytest.mark.parametrize('mod', [tiny, default, paper])
+@pytest.mark.parametrize('mod', [tiny, default, ablations, paper])
 def test_configs_validate(mod):
   config_lib.validate_config(mod.get_config())
 
@@ -32,6 +33,9 @@ def test_paper_config_is_the_recipe():
     (('budget', 'expert_fraction'), 0.0, 'budget.expert_fraction'),
     (('eval', 'num_math'), 10_000, 'eval.num_math'),
     (('arms',), ('e3tir', 'luffy'), 'arms'),
+    (('task', 'min_operands'), 4, 'task.min_operands'),
+    (('task', 'min_digits'), 3, 'task.min_digits'),
+    (('base', 'answer_fraction'), 1.0, 'base.answer_fraction'),
   ],
 )
 def test_bad_config(path, value, match):
@@ -46,3 +50,30 @@ def test_bad_config(path, value, match):
 
 def test_registered():
   assert registry.EXPERIMENTS['e3tir'] == 'e3tir.experiment:run'
+
+
+def test_split_base_is_disjoint_by_fact():
+  """Hand-computed: 4 math problems and 3 qa records, two of them
+  paraphrases of one fact; fraction 0.5 sends round(0.5 * 4) = 2 math
+  problems and one whole qa fact group (>= round(0.5 * 3) = 2 records, or
+  one single record plus another group) to the base."""
+  from e3tir import data as data_lib
+  from e3tir import experiment
+
+  R = data_lib.Record
+  recs = [R(f'{i} + 1', (str(i + 1),), 'math') for i in range(4)] + [
+    R('Who founded A?', ('Kalo',), 'qa'),
+    R('Which person started A?', ('Kalo',), 'qa'),
+    R('Where is B?', ('Varen',), 'qa'),
+  ]
+  base, pool = experiment.split_base(recs, 0.5, seed=0)
+  assert len(base) + len(pool) == len(recs)
+  assert not {r.question for r in base} & {r.question for r in pool}
+  assert sum(r.ability == 'math' for r in base) == 2
+  # Paraphrases never straddle the split.
+  sides = {r.question: r in base for r in recs}
+  assert sides['Who founded A?'] == sides['Which person started A?']
+  assert sum(r.ability == 'qa' for r in base) >= 2
+  assert [r for r in recs if r in pool] == pool  # original order
+  with pytest.raises(ValueError, match='base.answer_fraction'):
+    experiment.split_base(recs, 1.0, seed=0)

@@ -17,25 +17,28 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.name = 'default'
   c.seeds = (0, 1, 2)
-  c.arms = ('zero_rl', 'sft_rl', 'e3tir', 'e3tir_no_branch', 'e3tir_no_aagd',
-            'e3tir_no_hybrid')  # fmt: skip
+  # The three paradigms; the ablations are in configs/ablations.py.
+  c.arms = ('zero_rl', 'sft_rl', 'e3tir')
   c.task = ml_collections.ConfigDict(
     {
       'seed': 0,
       'num_entities': 80,
       'num_distractors': 40,
-      'qa_train': 120,
+      'qa_train': 240,
       'qa_test': 40,
-      'math_train': 120,
+      'math_train': 800,
       'math_test': 40,
-      'max_operands': 3,
+      'min_operands': 2,
+      'max_operands': 2,
+      'min_digits': 2,
       'max_digits': 2,
+      'ops': ('+', '-', '*'),
       'topk': 1,
       'data_file': '',  # a Tool-Star JSONL/parquet file replaces the train set
     }
   )
   c.model = ml_collections.ConfigDict(
-    {'preset': 'tiny', 'd_model': 64, 'n_layers': 2, 'd_ff': 128, 'hf_dir': ''}
+    {'preset': 'tiny', 'd_model': 128, 'n_layers': 2, 'd_ff': 128, 'hf_dir': ''}
   )
   # base and sft share batch size and learning rate (one compiled step);
   # rl and e3tir share the learning rate, and prompts_per_step *
@@ -43,21 +46,22 @@ def get_config():
   # branches_per_anchor) (one compiled policy update).
   c.base = ml_collections.ConfigDict(
     {
-      'steps': 150,
+      'steps': 300,
       'batch_size': 32,
       'learning_rate': 3e-3,
-      'tool_fraction': 0.05,
+      'tool_fraction': 0.6,
+      'answer_fraction': 0.5,
     }
   )
   c.rollout = ml_collections.ConfigDict(
     {'max_calls': 3, 'max_new_tokens': 12, 'max_obs_tokens': 28,
      'temperature': 1.0}
   )  # fmt: skip
-  c.reward = ml_collections.ConfigDict({'kind': 'em', 'format_penalty': -1.0})
+  c.reward = ml_collections.ConfigDict({'kind': 'em', 'format_penalty': -0.2})
   c.budget = ml_collections.ConfigDict(
     {
       'expert_fraction': 0.1,
-      'warmup_steps': 10,
+      'warmup_steps': 60,
       'rl_steps': 10,
       'c_data': 1.0,
       'c_step': 1.0,
@@ -68,7 +72,7 @@ def get_config():
     {
       'prompts_per_step': 4,
       'num_generations': 8,
-      'learning_rate': 1e-3,
+      'learning_rate': 5e-4,
       'epsilon': 0.2,
       'entropy_coef': 0.001,
     }
@@ -86,7 +90,7 @@ def get_config():
       'aagd': True,
       'prefix_ratio': 'old',
       'gamma': 0.1,
-      'learning_rate': 1e-3,
+      'learning_rate': 5e-4,
       'min_std': 0.0,
       'relative_filter': False,
       'margin': 0.0,

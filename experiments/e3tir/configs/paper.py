@@ -16,9 +16,12 @@ from experiments.e3tir.configs import default
 def get_config():
   c = default.get_config()
   c.name = 'paper'
+  c.arms = ('zero_rl', 'sft_rl', 'e3tir', 'e3tir_no_branch', 'e3tir_no_aagd',
+            'e3tir_no_hybrid')  # fmt: skip
   c.task.update({'num_entities': 2000, 'num_distractors': 2000,
                  'qa_train': 5000, 'qa_test': 200, 'math_train': 5000,
-                 'math_test': 500, 'max_operands': 4, 'max_digits': 3,
+                 'math_test': 500, 'min_operands': 2, 'max_operands': 4,
+                 'min_digits': 1, 'max_digits': 3, 'ops': ('+', '-', '*', '/'),
                  'topk': 3})  # fmt: skip
   c.model = c.model.__class__(
     {'preset': 'qwen2.5-3b', 'hf_dir': '/path/to/Qwen2.5-3B-Instruct'}
