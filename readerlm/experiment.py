@@ -13,8 +13,14 @@
    init and batches, SFT + contrastive (SimCTG); Markdown and JSON
    specialists fine-tuned from SFT + contrastive and linearly merged; DPO
    from the merged checkpoint (reference = merged; chosen = refined,
-   rejected = draft). Each stage is decoded greedily (repetition penalty
-   1.08) on the test pages.
+   rejected = draft; `dpo.loss_type` picks DPO or length-normalised DPO).
+   Then one self-play round: the DPO model becomes the drafter (an
+   `LMBackend`), the pipeline regenerates SFT-Filtered and DPO triplets on
+   the train pages, and SFT + DPO run again from the DPO model. Each stage
+   is decoded greedily (repetition penalty 1.08) on the test pages, and
+   scored teacher-forced on the gold Markdown (copy accuracy, NLL per
+   token) with the model's attention run through zig-zag ring attention on
+   a mesh of `context_parallel` devices (`readerlm.context_parallel`).
 4. Real pages: the Node.js API docs, when the directory exists.
 """
 
@@ -26,6 +32,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -39,8 +46,10 @@ from common import schema
 from common import stats
 from common import synthetic
 from common import train
+from common.rl import preference
 from readerlm import backends
 from readerlm import bpe
+from readerlm import context_parallel as cp
 from readerlm import converters
 from readerlm import json_eval
 from readerlm import metrics as md_metrics
@@ -50,13 +59,15 @@ from readerlm import pipeline
 from readerlm import prompt as prompt_lib
 from readerlm import realpages
 from readerlm import refine
+from readerlm import roles
 
-STAGES = ('sft', 'sft_cl', 'merged', 'dpo')
+STAGES = ('sft', 'sft_cl', 'merged', 'dpo', 'self_play')
 STAGE_NAMES = {
   'sft': 'SFT (CE)',
   'sft_cl': 'SFT + contrastive',
   'merged': '+ merge (MD, JSON specialists)',
   'dpo': '+ DPO',
+  'self_play': '+ self-play round (model drafts; SFT + DPO again)',
 }
 
 
@@ -82,7 +93,17 @@ def fields() -> dict[str, Any]:
     'sft': dict(stage),
     'specialist': dict(stage),
     'merge_weights': schema.sequence(schema.number(0.0)),
-    'dpo': dict(stage, beta=schema.number(0.0, open_low=True)),
+    'dpo': dict(
+      stage,
+      beta=schema.number(0.0, open_low=True),
+      loss_type=schema.choice(preference.LOSS_TYPES),
+    ),
+    'self_play': {
+      'pages': schema.integer(0),
+      'sft_steps': schema.integer(0),
+      'dpo_steps': schema.integer(0),
+    },
+    'context_parallel': schema.integer(0),
     'eval_pages': pos,
     'checkpoint_every': pos,
     'real': {
@@ -296,10 +317,14 @@ def _sft_stage(
   return state.params, hist
 
 
-def _dpo_stage(params, graphdef, triplets, tok, config, seed, workdir, mesh):
-  c = config.dpo
+def _dpo_stage(
+  params, graphdef, triplets, tok, config, seed, workdir, mesh, steps=None
+):
+  c = ml_collections.ConfigDict(config.dpo.to_dict())
+  if steps is not None:
+    c.steps = steps
   tx = _tx(c)
-  loss_fn, apply = objectives.make_dpo_loss(graphdef, c.beta)
+  loss_fn, apply = objectives.make_dpo_loss(graphdef, c.beta, c.loss_type)
   step_fn = train.make_train_step(loss_fn, tx, has_aux=True)
   enc = lambda rows, key: encode_pairs(  # noqa: E731
     tok, [r['prompt'] for r in rows], [r[key] for r in rows],
@@ -335,6 +360,112 @@ def _dpo_stage(params, graphdef, triplets, tok, config, seed, workdir, mesh):
     progress=False,
   )  # fmt: skip
   return state.params, hist
+
+
+def copy_diagnostic(
+  graphdef, params, tok, test_pages, config, ring_mesh
+) -> dict[str, float]:
+  """Teacher-forced scores of the gold Markdown after each test prompt.
+
+  The prompts are encoded as in training; the forward runs with the
+  model's attention through zig-zag ring attention on `ring_mesh`.
+
+  Returns:
+    `{'copy_accuracy': share of gold response tokens that are the greedy
+    next-token prediction, 'response_nll': mean NLL per response token}`.
+  """
+  seqs, starts = [], []
+  for p in test_pages:
+    ids = _encode_prompt(
+      tok, _task_prompt(p['html'], 'markdown'), config.max_prompt_len
+    )
+    resp = tok.encode(p['markdown'], add_eos=True)[: config.max_new_tokens]
+    seqs.append(np.asarray(ids + resp, np.int32))
+    starts.append(len(ids))
+  out = cp.ring_token_logprobs(graphdef, params, seqs, starts, ring_mesh)
+  n = out['tokens']
+  return {
+    'copy_accuracy': float(np.sum(out['copy_accuracy'] * n) / np.sum(n)),
+    'response_nll': float(-np.sum(out['logprob']) / np.sum(n)),
+  }
+
+
+class _Replay:
+  """A Draft backend that returns drafts generated beforehand in batches.
+
+  `pipeline.synthesize` asks one page at a time; the trained model drafts
+  all pages in compiled batches first (`LMBackend.generate_batch`), and
+  this backend hands each prompt its draft.
+  """
+
+  def __init__(self, drafts: dict[str, str]):
+    self.drafts = drafts
+
+  def generate(self, messages, **decode) -> str:
+    del decode
+    key = messages[-1]['content']
+    if key not in self.drafts:
+      raise backends.BackendError('no pre-generated draft for this prompt')
+    return self.drafts[key]
+
+
+def _self_play(
+  params, graphdef, backend, train_pages, tok, config, seed, workdir, mesh
+):
+  """One self-play round from `params`: the model drafts, data regenerated.
+
+  Returns:
+    `(params after SFT + DPO on the regenerated data, dataset sizes)`.
+  """
+  sp = config.self_play
+  pages = train_pages[: sp.pages] if sp.pages else train_pages
+  prompts = [
+    roles.draft_prompt(
+      prompt_lib.clean_html(
+        prompt_lib.decode_html(p['html']), clean_svg=True, clean_base64=True
+      )
+    )
+    for p in pages
+  ]
+  backend.update(params)
+  drafts = backend.generate_batch(
+    [[{'role': 'user', 'content': q}] for q in prompts]
+  )
+  records = pipeline.synthesize(
+    pages, _Replay(dict(zip(prompts, drafts, strict=True))),
+    backends.RuleRefiner(), backends.RuleCritic(),
+    workdir / 'records.jsonl', task='markdown',
+  )  # fmt: skip
+  data = pipeline.datasets(records, seed=seed)
+  pipeline.write_datasets(data, workdir)
+  sizes = {k: len(v) for k, v in data.items()}
+  sizes['drafts_passed'] = sum(bool(r.get('draft_passed')) for r in records)
+  if data['sft_filtered'] and sp.sft_steps:
+    stage = ml_collections.ConfigDict(config.specialist.to_dict())
+    stage.steps = sp.sft_steps
+    stage.warmup_steps = min(stage.warmup_steps, sp.sft_steps - 1)
+    params, _ = _sft_stage(
+      params, graphdef, data['sft_filtered'], tok, config, stage, seed,
+      config.contrastive_weight, workdir / 'sft', mesh, 6,
+    )  # fmt: skip
+  if data['dpo'] and sp.dpo_steps:
+    params, _ = _dpo_stage(
+      params, graphdef, data['dpo'], tok, config, seed, workdir / 'dpo',
+      mesh, steps=sp.dpo_steps,
+    )  # fmt: skip
+  return params, sizes
+
+
+def _ring_mesh(config):
+  n = jax.device_count()
+  degree = config.context_parallel or n
+  if degree > n:
+    raise ValueError(
+      f'context_parallel={degree}: more than the {n} devices JAX sees; '
+      'allowed: 0 (all devices) or 1..{n} (run through experiments.run_all '
+      '--cpu_devices=8 for 8 CPU devices).'
+    )
+  return cp.make_ring_mesh(degree)
 
 
 def _evaluate_model(backend, params, test_pages) -> dict[str, float]:
@@ -407,9 +538,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     max_seq_len=config.max_prompt_len + config.max_new_tokens,
   )  # fmt: skip
   mesh = train.make_mesh()
+  ring_mesh = _ring_mesh(config)
   cache = metrics_lib.ResultCache(workdir / 'cache', config.to_dict())
   per_seed: dict[str, list[dict]] = {s: [] for s in STAGES}
   curves = {}
+  sp_sizes: list[dict] = []
   backend = None
   for seed in config.seeds:
 
@@ -484,14 +617,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       p_dpo, hist['dpo'] = _dpo_stage(
         p_merged, graphdef, dpo_md, tok, config, seed, wd / 'dpo', mesh
       )
+      p_sp, out['self_play_data'] = _self_play(
+        p_dpo, graphdef, backend, train_pages, tok, config, seed,
+        wd / 'self_play', mesh,
+      )  # fmt: skip
       train_s = time.time() - t0
       for name, p in (
         ('sft', p_sft),
         ('sft_cl', p_cl),
         ('merged', p_merged),
         ('dpo', p_dpo),
+        ('self_play', p_sp),
       ):
         out[name] = _evaluate_model(backend, p, test_pages)
+        out[name].update(
+          copy_diagnostic(graphdef, p, tok, test_pages, config, ring_mesh)
+        )
       out['curves'] = {
         k: [(h['step'], float(h['loss'])) for h in v if 'loss' in h]
         for k, v in hist.items()
@@ -503,6 +644,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     for s in STAGES:
       per_seed[s].append(res[s])
     curves[seed] = res['curves']
+    sp_sizes.append(res['self_play_data'])
     logging.info(
       'readerlm seed %d: %s',
       seed,
@@ -520,6 +662,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     curves,
     real,
     real_note,
+    sp_sizes,
+    ring_mesh.shape[cp.AXIS],
   )
 
 
@@ -528,7 +672,17 @@ def _mean(rows, key):
 
 
 def _write(
-  config, workdir, seconds, data, conv, per_seed, curves, real, real_note
+  config,
+  workdir,
+  seconds,
+  data,
+  conv,
+  per_seed,
+  curves,
+  real,
+  real_note,
+  sp_sizes,
+  ring_degree,
 ):
   drafter = config.drafter
   d_rouge = conv[drafter]['rouge_l']
@@ -555,13 +709,35 @@ def _write(
         paper='0.84 vs 0.69 (GPT-4o)',
       )
     )
+    e = stats.paired_effect(
+      [r['rouge_l'] for r in per_seed['self_play']], [d_rouge] * n
+    )
+    effects.append(
+      e.as_entry(
+        'test ROUGE-L',
+        'trained (+ self-play)',
+        f'drafter {drafter}',
+        paper='0.84 vs 0.69 (GPT-4o)',
+      )
+    )
     e = stats.paired_effect(final, [r['rouge_l'] for r in per_seed['merged']])
     effects.append(
       e.as_entry(
         'test ROUGE-L',
-        '+ DPO',
+        f'+ DPO ({config.dpo.loss_type})',
         'SFT (merged)',
         paper='DPO strongest stage for MD',
+      )
+    )
+    e = stats.paired_effect(
+      [r['rouge_l'] for r in per_seed['self_play']], final
+    )
+    effects.append(
+      e.as_entry(
+        'test ROUGE-L',
+        '+ self-play round',
+        '+ DPO',
+        paper='self-play iterative tuning (stage 4)',
       )
     )
     e = stats.paired_effect(
@@ -618,6 +794,9 @@ def _write(
       m, sd = _mean(per_seed[s], k)
       row.append(f'{m:.3f} ± {sd:.3f}')
     row.append(f'{_mean(per_seed[s], "degeneration")[0]:.3f}')
+    for k in ('copy_accuracy', 'response_nll'):
+      m, sd = _mean(per_seed[s], k)
+      row.append(f'{m:.3f} ± {sd:.3f}')
     stage_rows.append(row)
   tables = [
     {'title': 'Peer converters on held-out synthetic pages (vs gold '
@@ -626,10 +805,16 @@ def _write(
      'note': 'paper (blog, main content): ReaderLM-v2 ROUGE-L 0.84, '
              'GPT-4o 0.69'},
     {'title': f'Tiny model by stage (mean ± std over {n} seeds)',
-     'columns': ['stage', *cols, 'degeneration'], 'rows': stage_rows},
+     'columns': ['stage', *cols, 'degeneration', 'copy acc (TF)',
+                 'NLL/token (TF)'], 'rows': stage_rows,
+     'note': 'TF: teacher-forced on the gold Markdown, attention through '
+             f'zig-zag ring attention on {ring_degree} device(s).'},
     {'title': 'Synthesised datasets (train pages)',
      'columns': ['dataset', 'rows'],
-     'rows': [[k, len(v)] for k, v in data.items()]},
+     'rows': [[k, len(v)] for k, v in data.items()] + [
+       [f'self-play {k} (mean over seeds)',
+        float(np.mean([z[k] for z in sp_sizes]))]
+       for k in (sp_sizes[0] if sp_sizes else {})]},
   ]  # fmt: skip
   if real is not None:
     rows = []
@@ -648,6 +833,9 @@ def _write(
     'sft_cl_rouge_l': _mean(per_seed['sft_cl'], 'rouge_l')[0],
     'merged_rouge_l': _mean(per_seed['merged'], 'rouge_l')[0],
     'dpo_rouge_l': _mean(per_seed['dpo'], 'rouge_l')[0],
+    'self_play_rouge_l': _mean(per_seed['self_play'], 'rouge_l')[0],
+    'dpo_copy_accuracy': _mean(per_seed['dpo'], 'copy_accuracy')[0],
+    'ring_degree': ring_degree,
     'sft_degeneration': _mean(per_seed['sft'], 'degeneration')[0],
     'sft_cl_degeneration': _mean(per_seed['sft_cl'], 'degeneration')[0],
     'dpo_json_pass_rate': _mean(per_seed['dpo'], 'json_pass_rate')[0],

@@ -8,6 +8,7 @@ from common import schema
 from experiments.readerlm.configs import default
 from experiments.readerlm.configs import paper
 from experiments.readerlm.configs import tiny
+from readerlm import backends
 from readerlm import experiment
 from readerlm import realpages
 
@@ -49,6 +50,9 @@ def test_default_has_three_seeds():
     ('merge_weights', (0.7, 0.7), 'merge_weights'),
     ('sft.steps', 0, 'sft.steps'),
     ('pages.sections', ('paragraph', 'video'), 'pages'),
+    ('dpo.loss_type', 'sigmoid_normed', 'dpo.loss_type'),
+    ('self_play.sft_steps', -1, 'self_play.sft_steps'),
+    ('context_parallel', -2, 'context_parallel'),
   ],
 )
 def test_bad_config_is_refused_before_work(field, value, match):
@@ -91,6 +95,22 @@ def test_nodejs_loader_on_small_files(tmp_path):
   assert r['apicontent']['rouge_l'] == pytest.approx(1.0)
 
 
+def test_ring_size_beyond_the_devices_is_refused():
+  c = tiny.get_config()
+  c.context_parallel = 64
+  with pytest.raises(ValueError, match='context_parallel=64.*8 devices'):
+    experiment._ring_mesh(c)
+  c.context_parallel = 0
+  assert experiment._ring_mesh(c).shape['cp'] == 8  # all devices
+
+
+def test_replay_drafter_hands_each_prompt_its_draft():
+  r = experiment._Replay({'p1': 'd1'})
+  assert r.generate([{'role': 'user', 'content': 'p1'}]) == 'd1'
+  with pytest.raises(backends.BackendError, match='no pre-generated draft'):
+    r.generate([{'role': 'user', 'content': 'p2'}])
+
+
 @pytest.mark.slow  # ~30-80 s on 2 cores: make test-all runs it
 def test_tiny_end_to_end(tmp_path):
   c = tiny.get_config()
@@ -101,6 +121,13 @@ def test_tiny_end_to_end(tmp_path):
   assert s['refined_rouge_l'] > s['drafter_rouge_l'] + 0.2
   names = [t['title'] for t in m['tables']]
   assert any('by stage' in n for n in names)
+  stage = next(t for t in m['tables'] if 'by stage' in t['title'])
+  assert [r[0] for r in stage['rows']][-1].startswith('+ self-play')
+  i = stage['columns'].index('copy acc (TF)')
+  assert all(0.0 <= float(r[i].split(' ')[0]) <= 1.0 for r in stage['rows'])
+  assert s['ring_degree'] == 8
+  sp = tmp_path / 'run' / 'seed_0' / 'self_play'
+  assert (sp / 'records.jsonl').exists() and (sp / 'dpo.jsonl').exists()
   assert (tmp_path / 'run' / 'tokenizer' / 'tokenizer.json').exists()
   for name in ('sft_filtered', 'sft_critique', 'dpo'):
     assert (tmp_path / 'run' / 'synthesis' / f'{name}.jsonl').exists()

@@ -48,8 +48,15 @@ def get_config():
   )
   c.merge_weights = (0.5, 0.5)
   c.dpo = ml_collections.ConfigDict(
-    {'steps': 15, 'learning_rate': 3e-4, 'warmup_steps': 2, 'beta': 0.1}
+    {'steps': 15, 'learning_rate': 3e-4, 'warmup_steps': 2, 'beta': 0.1,
+     'loss_type': 'sigmoid_norm'}
+  )  # fmt: skip
+  # One self-play round: the DPO model drafts the train pages (0 = all).
+  c.self_play = ml_collections.ConfigDict(
+    {'pages': 0, 'sft_steps': 15, 'dpo_steps': 15}
   )
+  # Ring size of the teacher-forced evaluation (0 = every device JAX sees).
+  c.context_parallel = 0
   c.eval_pages = 16
   c.checkpoint_every = 50
   c.real = ml_collections.ConfigDict(

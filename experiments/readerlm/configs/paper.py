@@ -35,8 +35,10 @@ def get_config():
     {'steps': 2_000, 'learning_rate': 1e-5, 'warmup_steps': 50}
   )
   c.dpo.update(
-    {'steps': 2_000, 'learning_rate': 5e-7, 'warmup_steps': 50, 'beta': 0.1}
-  )
+    {'steps': 2_000, 'learning_rate': 5e-7, 'warmup_steps': 50, 'beta': 0.1,
+     'loss_type': 'sigmoid'}
+  )  # fmt: skip
+  c.self_play.update({'pages': 0, 'sft_steps': 2_000, 'dpo_steps': 2_000})
   c.eval_pages = 1000
   c.paper = ml_collections.ConfigDict({
     'context_schedule': (32_768, 125_000, 256_000),

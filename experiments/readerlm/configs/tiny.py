@@ -18,6 +18,7 @@ def get_config():
   c.sft.update({'steps': 6, 'warmup_steps': 1})
   c.specialist.update({'steps': 2, 'warmup_steps': 0})
   c.dpo.update({'steps': 2, 'warmup_steps': 0})
+  c.self_play.update({'pages': 8, 'sft_steps': 2, 'dpo_steps': 2})
   c.eval_pages = 8
   c.checkpoint_every = 4
   c.real.max_pages = 1
