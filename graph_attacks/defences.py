@@ -16,6 +16,7 @@ import optax
 from flax import nnx
 
 from graph_attacks import functional
+from graph_attacks import rows
 from graph_attacks import train as train_lib
 from graph_attacks import triggers
 
@@ -24,9 +25,9 @@ DEFENCES = ('none', 'prune', 'od', 'rigbd')
 
 def prune_edges(graph: jraph.GraphsTuple, threshold: float):
   """Zeroes every edge whose endpoint features have cosine <= threshold."""
-  cos = triggers.cosine(
-    graph.nodes[graph.senders], graph.nodes[graph.receivers]
-  )
+  # Rows normalised once (on the distinct rows of a `rows.Rows` union).
+  unit = rows.rowwise(triggers.l2_normalize, graph.nodes)
+  cos = (unit[graph.senders] * unit[graph.receivers]).sum(-1)
   return graph._replace(edges=jnp.where(cos > threshold, graph.edges, 0.0))
 
 
@@ -137,8 +138,11 @@ def cut_outliers(reconstruct, threshold, graph: jraph.GraphsTuple):
     threshold: scalar reconstruction-error threshold.
     graph: the graph to clean.
   """
-  x = graph.nodes
-  bad = ((reconstruct(x) - x) ** 2).mean(-1) > threshold
+  # Per-node error, on the distinct rows when the nodes are `rows.Rows`.
+  err = rows.dense_rowwise(
+    lambda x: ((reconstruct(x) - x) ** 2).mean(-1), graph.nodes
+  )
+  bad = err > threshold
   cut = bad[graph.senders] | bad[graph.receivers]
   return graph._replace(edges=jnp.where(cut, 0.0, graph.edges))
 

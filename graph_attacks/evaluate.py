@@ -2,7 +2,10 @@
 
 The k-hop subgraph of every attacked node is extracted once, vectorised
 (sparse reachability, no per-subgraph host loop), and the subgraphs are
-stacked as one disjoint union padded to power-of-two buckets. Message
+stacked as one disjoint union padded to half-octave buckets, its features
+held as indices into the original rows (`rows.Rows`: the triggers extend
+that table, and first layers run on the distinct rows, so the union's
+U x F matrix is never written). Message
 passing never crosses components, so one forward pass over the union with
 a trigger attached to every centre equals the code's 1-by-1 loop over
 nodes. `triggered_predictions` is that pass as one jitted call: the
@@ -24,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph_attacks import graph as graph_lib
+from graph_attacks import rows
 from graph_attacks import triggers
 
 # trigger_fn(x_targets [M, F], key) -> (feats [M,n,F], inner [M,n,n],
@@ -39,6 +43,9 @@ class SubgraphBatch:
 
   Attributes:
     graph: the union (NumPy leaves), padded; weights 0 on padding edges.
+      Its `nodes` are `rows.Rows`: the original graph's feature rows (plus
+      a zero row for padding) and one index per union node, so the
+      features of a node in several subgraphs are stored once.
     centers: int `[M]` index of each subgraph's centre in the union.
     nodes: int `[M]` the centres' ids in the original graph.
     num_real_nodes: nodes before padding.
@@ -53,6 +60,11 @@ class SubgraphBatch:
   def device_graph(self) -> jraph.GraphsTuple:
     """`graph` as device arrays, transferred once and reused."""
     return jax.tree.map(jnp.asarray, self.graph)
+
+  @functools.cached_property
+  def dense_graph(self) -> jraph.GraphsTuple:
+    """`graph` with its features gathered into one `[U, F]` array."""
+    return self.graph._replace(nodes=self.graph.nodes.dense())
 
 
 def _adjacency(graph: jraph.GraphsTuple, n: int) -> sp.csr_matrix:
@@ -105,12 +117,18 @@ def subgraph_batch(
   senders = src_entry[hit]
   receivers = sorter[pos][hit]
   weights = _edge_weights(graph, orig[senders], orig[receivers], n)
-  union = graph_lib.make_graph(
-    np.asarray(graph.nodes)[orig], senders, receivers, weights
+  # Structure first (zero-width features), padded; then the features as
+  # rows of the original matrix plus one zero row for the padding nodes.
+  union = graph_lib.pad_to_bucket(
+    graph_lib.make_graph(np.zeros((total, 0)), senders, receivers, weights)
   )
+  feats = np.asarray(graph.nodes, np.float32)
+  table = np.concatenate([feats, np.zeros((1, feats.shape[1]), np.float32)])
+  pad = union.nodes.shape[0] - total
+  index = np.concatenate([orig, np.full(pad, n, np.int64)]).astype(np.int32)
   first = np.searchsorted(sub, np.arange(m))
   return SubgraphBatch(
-    graph=graph_lib.pad_to_bucket(union),
+    graph=union._replace(nodes=rows.Rows(table, index)),
     centers=first.astype(np.int32),
     nodes=nodes,
     num_real_nodes=total,

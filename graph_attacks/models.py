@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import jraph
 from flax import nnx
 
+from graph_attacks import rows
+
 _GLOROT = nnx.initializers.glorot_uniform()
 
 
@@ -59,6 +61,7 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
   """
   if key is None or rate == 0.0:
     return x
+  x = rows.dense(x)
   if _dyadic_bits(rate):
     keep = bit_mask_keep(key, x.shape, rate)
   else:
@@ -140,7 +143,8 @@ class GCN(nnx.Module):
     self.dropout_rate = dropout_rate
 
   def _conv(self, i, h, graph):
-    return gcn_propagate(self.layers[i](h), graph) + self.biases[i][...]
+    h = rows.dense_rowwise(self.layers[i], h)
+    return gcn_propagate(h, graph) + self.biases[i][...]
 
   def hidden_layers(self, graph, key=None, n_layers=None):
     """Output of the first `n_layers` layers (default all but the last)."""
@@ -180,7 +184,7 @@ class GATLayer(nnx.Module):
 
   def __call__(self, x, graph, key=None, attn_dropout=0.0):
     n = x.shape[0]
-    h = self.lin(x).reshape(n, self.heads, self.out_dim)
+    h = rows.dense_rowwise(self.lin, x).reshape(n, self.heads, self.out_dim)
     loops = jnp.arange(n, dtype=graph.senders.dtype)
     s = jnp.concatenate([graph.senders, loops])
     r = jnp.concatenate([graph.receivers, loops])
@@ -275,7 +279,8 @@ class SAGE(nnx.Module):
 
   def _layer(self, i, h, graph):
     # W_n mean(h) == mean(W_n h): aggregate after the (narrowing) linear map.
-    return self.self_lin[i](h) + sage_mean(self.neigh_lin[i](h), graph)
+    own = rows.dense_rowwise(self.self_lin[i], h)
+    return own + sage_mean(rows.dense_rowwise(self.neigh_lin[i], h), graph)
 
   def embed(self, graph, key=None):
     h = graph.nodes

@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 
 from graph_attacks import models
+from graph_attacks import rows
 from graph_attacks import train as train_lib
 
 PROMPTS = ('gprompt', 'gpf', 'gpf_plus')
@@ -142,7 +143,9 @@ class PromptedGNN(nnx.Module):
 
   def embed(self, graph, key=None):
     del key
-    h = self.gnn(graph._replace(nodes=self.prompt_features(graph.nodes)))
+    # Prompts act per node: on the distinct rows of a `rows.Rows` union.
+    x = rows.rowwise(self.prompt_features, graph.nodes)
+    h = self.gnn(graph._replace(nodes=x))
     if self.kind == 'gprompt':
       h = h * self.weight[...]
     return h

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import jraph
 
+from graph_attacks import rows
+
 
 def straight_through(p: jax.Array, threshold: float = 0.5) -> jax.Array:
   """Forward 1[p > threshold], backward identity (GradWhere / STE)."""
@@ -87,9 +89,8 @@ def attach_triggers(
       inner[:, a, b].ravel().astype(dtype),
     ]
   )
-  nodes = jnp.concatenate(
-    [graph.nodes, feats.reshape(m * n, f).astype(graph.nodes.dtype)]
-  )
+  # `rows.append`: for a `Rows` union the triggers extend the table only.
+  nodes = rows.append(graph.nodes, feats.reshape(m * n, f))
   return jraph.GraphsTuple(
     nodes=nodes,
     edges=weights,
