@@ -103,13 +103,20 @@ def heldout_metrics(h_graph, params, held, loss_kwargs) -> dict[str, float]:
 def stopped_early(history, patience: int | None) -> bool:
   """True when the held-out search AUC has not improved for `patience` evals.
 
-  NaN AUCs (a held-out set without both classes) never count as a
-  best; a history without any finite AUC never stops.
+  Evaluations after step 0 only. NaN AUCs (a held-out set without both
+  classes) never count as a best; a history without any finite AUC never
+  stops.
   """
   if patience is None:
     return False
+  # the step-0 evaluation (an untrained head) is not a candidate: training
+  # runs at least `patience` evaluations
   aucs = np.array(
-    [r['eval_search_auc'] for r in history if 'eval_search_auc' in r]
+    [
+      r['eval_search_auc']
+      for r in history
+      if 'eval_search_auc' in r and r['step'] > 0
+    ]
   )
   finite = np.isfinite(aucs)
   if not finite.any():

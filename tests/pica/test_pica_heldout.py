@@ -55,7 +55,9 @@ def test_oracle_hazards_follow_the_labels():
   ],
 )
 def test_stopped_early(aucs, patience, stop):
-  history = [{'step': i, 'eval_search_auc': a} for i, a in enumerate(aucs)]
+  history = [{'step': i + 1, 'eval_search_auc': a} for i, a in enumerate(aucs)]
+  # a high step-0 AUC (an untrained head) never counts as the best
+  history.insert(0, {'step': 0, 'eval_search_auc': 0.99})
   history.insert(1, {'step': 1, 'loss': 1.0})  # training records are skipped
   assert hazard_stage.stopped_early(history, patience) is stop
 
