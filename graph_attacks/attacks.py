@@ -26,6 +26,7 @@ from graph_attacks import functional
 from graph_attacks import graph as graph_lib
 from graph_attacks import models
 from graph_attacks import prompt as prompt_lib
+from graph_attacks import selection
 from graph_attacks import train as train_lib
 from graph_attacks import triggers
 
@@ -45,6 +46,8 @@ class TrainedAttack:
     size: trigger size n.
     seconds: wall time of training (selection included).
     history: per-epoch bi-level metrics (empty for SBA).
+    selected: CP-GBA's model selection (`selection.ValidationSelector`),
+      `{'epoch', 'val_asr', 'checks': [(epoch, asr)]}`; None when off.
   """
 
   name: str
@@ -54,6 +57,7 @@ class TrainedAttack:
   size: int
   seconds: float
   history: list
+  selected: dict | None = None
 
 
 def validate(
@@ -226,7 +230,25 @@ def train_attack(
       random_mode=True,
     )
     epochs = c.epochs
+    selector = None
+    if c.select_every > 0:
+      selector = selection.ValidationSelector(
+        graph,
+        labels,
+        train_mask,
+        poison,
+        split.val,
+        target,
+        pretrained,
+        num_classes,
+        every=c.select_every,
+        total_epochs=epochs,
+        epochs=c.select_epochs,
+        learning_rate=c.prompt_learning_rate,
+        seed=seed,
+      )
   else:
+    selector = None
     b = cfg.generator
     attack = baselines.Generator(
       f,
@@ -265,12 +287,28 @@ def train_attack(
     cfg=bcfg,
     seed=seed,
     frozen_surrogate=frozen,
+    on_epoch=selector,
   )
+  selected = None
+  if selector is not None:
+    selector.restore(attack)
+    selected = {
+      'epoch': selector.best_epoch,
+      'val_asr': selector.best_asr,
+      'checks': selector.history,
+    }
   # A pytree callable: the trained weights (CP-GBA's repository) are traced
   # arguments of the jitted evaluation, not compile-time constants.
   trigger_fn = functional.module_fn(attack, 'eval')
   return TrainedAttack(
-    name, poison, target, trigger_fn, size, time.time() - t0, history
+    name,
+    poison,
+    target,
+    trigger_fn,
+    size,
+    time.time() - t0,
+    history,
+    selected,
   )
 
 

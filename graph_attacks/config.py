@@ -88,6 +88,8 @@ FIELDS: dict = {
       'prompt_learning_rate': _LR,
       'lambda_homo': _NONNEG,
       'homo_tau': _COS,
+      'select_every': schema.integer(0),
+      'select_epochs': _POS,
     },
   },
   'victim': {

@@ -57,8 +57,9 @@ def run_seed_attack(
     `{'rows': [{'attack', 'defence', 'paradigm', 'asr', 'flip_asr',
     'clean_asr', 'clean_flip_asr', 'ca', 'clean_ca',
     'flagged_poison_frac'}], 'attack_seconds', 'eval_seconds',
-    'eval_subgraphs', 'history': {key: [per epoch]}}`. `flip_*` count
-    only the attack nodes whose true class is not the target.
+    'eval_subgraphs', 'history': {key: [per epoch]}, 'selected'}`.
+    `flip_*` count only the attack nodes whose true class is not the
+    target.
   """
   data, split, seed = inputs.data, inputs.split, inputs.seed
   labels, c = data.labels, data.num_classes
@@ -158,4 +159,6 @@ def run_seed_attack(
     'eval_seconds': eval_time,
     'eval_subgraphs': eval_count,
     'history': {k: [float(h[k]) for h in attack.history] for k in HISTORY_KEYS},
+    # CP-GBA's model selection: the kept epoch and its validation ASR.
+    'selected': attack.selected,
   }

@@ -59,6 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
         prompt_learning_rate=1e-2,
         lambda_homo=10.0,
         homo_tau=0.5,
+        # Periodic model selection (the released code: every 10 epochs a
+        # prompt victim is refitted and the best validation ASR kept;
+        # `selection.py`). 0 = off (the final repository).
+        select_every=10,
+        select_epochs=100,
       ),
     )
   )

@@ -34,6 +34,8 @@ def get_config():
       homo_hidden=16,
       label_centers=20,
       epochs=3,
+      select_every=2,
+      select_epochs=20,
       inner_steps=2,
     )
   )
