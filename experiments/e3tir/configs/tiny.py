@@ -18,5 +18,5 @@ def get_config():
   c.e3tir.update(
     {'prompts_per_step': 2, 'num_self': 1, 'num_anchors': 1}
   )  # 2 x (1 + 1 + 2) = 8 rows
-  c.eval.update({'num_math': 4, 'num_qa': 4, 'every': 2})
+  c.eval.update({'num_math': 4, 'num_qa': 4, 'every': 4})
   return c
