@@ -17,6 +17,7 @@ from dhp import allocation
 from dhp import plan_types as pt
 
 
+
 def bfd_pack(lengths, min_deg, capacity):
   """Best-Fit Decreasing into bins of capacity min_cp * C.
 
@@ -94,6 +95,8 @@ def grouping_from_bins(problem: pt.RoundProblem, bins) -> pt.Grouping | None:
   rank[np.argsort(first, kind='stable')] = np.arange(len(first))
   bins = rank[inverse.reshape(-1)]
   num_bins = len(first)
+  if num_bins > problem.num_devices:  # every group needs >= 1 rank
+    return None
   table, _, bin_min = group_tables(problem, bins, num_bins)
   if bin_min.sum() > problem.num_devices or bin_min.max() > problem.width:
     return None
@@ -125,3 +128,95 @@ def solve_packing(
     m_pack = np.maximum(1, -(-lengths // int(pack_capacity)))
     bins, _ = bfd_pack(lengths, m_pack, pack_capacity)
   return grouping_from_bins(problem, bins)
+
+
+def threshold_pack(problem: pt.RoundProblem, target) -> np.ndarray | None:
+  """Groups that finish by ``target`` ms on the fewest ranks (greedy).
+
+  Sequences in decreasing length. Each one joins the fullest group that
+  still finishes by ``target`` at its current degree with memory room
+  (no extra rank), else it opens a new group on the fewest ranks that
+  meet ``target``, or grows an existing group's degree when that costs fewer
+  ranks than a new group. Each step is a few vectorised operations over
+  the K open groups, so a pass costs O(B K) element operations in O(B)
+  NumPy calls, plus an O(K W) row update per group opened or grown. The
+  planner tries it at the round's lower bound: when the ranks suffice the
+  plan is optimal.
+
+  Args:
+    problem: the round.
+    target: makespan to meet (ms).
+
+  Returns:
+    bins [B] int64, or None when the groups need more than N ranks or a
+    sequence cannot meet ``target`` on any degree of the table.
+  """
+  per, lengths, n = problem.per, problem.lengths, problem.num_devices
+  beta, capacity = float(problem.cost.beta), int(problem.capacity)
+  b, cols = per.shape
+  usable = problem.usable(cols)
+  usable_l = usable.tolist()
+  d_all = np.arange(cols)
+  order = np.argsort(-lengths, kind='stable').tolist()
+  rows = np.empty((b, cols))  # group time rows (with beta)
+  degs = np.zeros(b, np.int64)
+  loads = np.zeros(b)
+  room = np.zeros(b, np.int64)  # tokens still free at the current degree
+  bins = np.empty(b, np.int64)
+  used, k_open = 0, 0
+  lens, mins = lengths.tolist(), problem.min_deg.tolist()
+  per_l = per.tolist()
+  for i in order:
+    li, mi = lens[i], mins[i]
+    if k_open:
+      d_k = degs[:k_open]
+      t = loads[:k_open] + per[i, d_k]
+      ok = (t <= target) & (room[:k_open] >= li) & (d_k >= mi)
+      if ok.any():
+        k = int(np.argmax(np.where(ok, t, -np.inf)))
+        rows[k] += per[i]
+        loads[k] = t[k]
+        room[k] -= li
+        bins[i] = k
+        continue
+    row_l = per_l[i]
+    if usable_l[mi] and row_l[mi] + beta <= target and li <= mi * capacity:
+      alone = mi
+    else:
+      ok = usable & (d_all >= max(mi, -(-li // capacity)))
+      hit = np.flatnonzero(ok & (per[i] + beta <= target))
+      alone = int(hit[0]) if hit.size else -1
+    grow_k, grow_d = -1, -1
+    if k_open and (alone < 0 or alone > 1):
+      cand = rows[:k_open] + per[i]
+      tok = degs[:k_open] * capacity - room[:k_open] + li
+      floor = np.maximum(-(-tok // capacity), mi)
+      ok = usable[None] & (d_all[None] >= floor[:, None]) & (cand <= target)
+      has = ok.any(axis=1)
+      if has.any():
+        first = np.where(has, ok.argmax(axis=1), cols)
+        extra = np.where(has, first - degs[:k_open], n + 1)
+        k = int(np.argmin(extra))
+        if alone < 0 or extra[k] < alone:
+          grow_k, grow_d = k, int(first[k])
+    if grow_k >= 0:
+      k = grow_k
+      used += grow_d - int(degs[k])
+      rows[k] += per[i]
+      room[k] += (grow_d - int(degs[k])) * capacity - li
+      degs[k] = grow_d
+      loads[k] = rows[k, grow_d]
+    elif alone >= 0:
+      k = k_open
+      k_open += 1
+      rows[k] = per[i] + beta
+      degs[k] = alone
+      loads[k] = rows[k, alone]
+      room[k] = alone * capacity - li
+      used += alone
+    else:
+      return None
+    bins[i] = k
+    if used > n:
+      return None
+  return bins

@@ -244,10 +244,21 @@ def plan_round(
   )
   tight = problem.lower_bound() * (1 + 1e-12)
   groupings = []
-  for f in pack_scales:
-    sol = packing.solve_packing(
-      problem, 0 if f == 0 else max(1, int(f * capacity))
-    )
+  # The light BFD packings (scale < 1), then (with ``refine``) the groups
+  # that meet the lower bound on the fewest ranks (``threshold_pack``),
+  # then the heavier packings; the first plan at the lower bound is optimal
+  # and ends the search.
+  steps = [f for f in pack_scales if f < 1]
+  steps += ['threshold'] if refine else []
+  steps += [f for f in pack_scales if f >= 1]
+  for f in steps:
+    if f == 'threshold':
+      bins = packing.threshold_pack(problem, tight)
+      sol = None if bins is None else packing.grouping_from_bins(problem, bins)
+    else:
+      sol = packing.solve_packing(
+        problem, 0 if f == 0 else max(1, int(f * capacity))
+      )
     if sol is not None:
       groupings.append(sol)
       if sol.makespan <= tight:
