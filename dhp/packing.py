@@ -17,7 +17,6 @@ from dhp import allocation
 from dhp import plan_types as pt
 
 
-
 def bfd_pack(lengths, min_deg, capacity):
   """Best-Fit Decreasing into bins of capacity min_cp * C.
 
