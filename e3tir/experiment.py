@@ -988,6 +988,22 @@ def _write(config, data, runs, workdir, seconds):
       '(e3tir/README.md).',
       f'Tiny decoder on CPU; {len(runs)} paired seeds; intervals are paired '
       'bootstrap intervals over seeds.',
+      *_missing_ablations(config),
     ],
   }
   return report.write_metrics(workdir, metrics)
+
+
+ABLATIONS = ('e3tir_no_branch', 'e3tir_no_aagd', 'e3tir_no_hybrid')
+
+
+def _missing_ablations(config) -> list[str]:
+  """A note naming the issue's ablation arms this config leaves out."""
+  missing = [a for a in ABLATIONS if a not in config.arms]
+  if not missing:
+    return []
+  return [
+    f'Not run in this config: the ablation arms {", ".join(missing)}. '
+    '`experiments/e3tir/configs/ablations.py` runs them (about twice the '
+    "default's time); e3tir/README.md gives its measured numbers."
+  ]

@@ -77,3 +77,14 @@ def test_split_base_is_disjoint_by_fact():
   assert [r for r in recs if r in pool] == pool  # original order
   with pytest.raises(ValueError, match='base.answer_fraction'):
     experiment.split_base(recs, 1.0, seed=0)
+
+
+def test_default_report_names_the_ablations_it_leaves_out():
+  from e3tir import experiment
+  from experiments.e3tir.configs import ablations
+  from experiments.e3tir.configs import default
+
+  notes = experiment._missing_ablations(default.get_config())
+  assert len(notes) == 1 and 'e3tir_no_aagd' in notes[0]
+  assert 'configs/ablations.py' in notes[0]
+  assert experiment._missing_ablations(ablations.get_config()) == []
