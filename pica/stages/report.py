@@ -203,6 +203,16 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     [r['histories']['hazard'] for r in runs], 'eval_search_auc'
   )
   rl_arms = [a for a in config.arms if a in arms]
+
+  def arm_curve(title, ylabel, key):
+    runs_of = lambda a: [r['histories'][a] for r in runs if a in r['histories']]
+    return {
+      'title': f'{title}, mean over seeds',
+      'xlabel': 'step',
+      'ylabel': ylabel,
+      'series': {LABELS[a]: mean_series(runs_of(a), key) for a in rl_arms},
+    }
+
   return {
     'title': 'PiCA: hazard step rewards vs outcome-only RL (knowledge world)',
     'config_name': config.name,
@@ -245,30 +255,8 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       },
     ],
     'curves': [
-      {
-        'title': 'RL training EM (sampled), mean over seeds',
-        'xlabel': 'step',
-        'ylabel': 'EM',
-        'series': {
-          LABELS[a]: mean_series(
-            [r['histories'][a] for r in runs if a in r['histories']],
-            'train_em',
-          )
-          for a in rl_arms
-        },
-      },
-      {
-        'title': 'Searches per trajectory, mean over seeds',
-        'xlabel': 'step',
-        'ylabel': 'searches',
-        'series': {
-          LABELS[a]: mean_series(
-            [r['histories'][a] for r in runs if a in r['histories']],
-            'searches',
-          )
-          for a in rl_arms
-        },
-      },
+      arm_curve('RL training EM (sampled)', 'EM', 'train_em'),
+      arm_curve('Searches per trajectory', 'searches', 'searches'),
       {
         'title': 'Hazard model CRM loss (train) and held-out search AUC',
         'xlabel': 'step',
