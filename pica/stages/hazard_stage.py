@@ -203,14 +203,13 @@ def train_hazard(
   # resumes the last; a rerun resumes too) and stop when the held-out
   # search AUC has not improved for `patience` evaluations.
   chunk = total if c.patience is None else c.eval_every
-  target, history = 0, []
-  while target < total and not stopped_early(history, c.patience):
-    target = min(total, target + chunk)
-    state, history = train.fit(
+
+  def run_to(n):
+    return train.fit(
       state,
       step_fn,
       lambda s: {k: v[rows[s]] for k, v in data.items()},
-      num_steps=target,
+      num_steps=n,
       workdir=workdir,
       mesh=ctx.mesh,
       checkpoint_every=c.checkpoint_every,
@@ -220,6 +219,17 @@ def train_hazard(
       eval_at_start=True,
       progress=False,
     )
+
+  # A rerun first restores the latest checkpoint (training nothing): its
+  # history says whether training had already stopped early.
+  with train.Checkpointer(workdir) as ckpt:
+    target = min(ckpt.latest_step() or 0, total)
+  history = []
+  if target:
+    state, history = run_to(target)
+  while target < total and not stopped_early(history, c.patience):
+    target = min(total, target + chunk)
+    state, history = run_to(target)
   stats = {
     'trajectories': len(data['tokens']),
     'negative_fraction': float(neg.mean()),

@@ -71,3 +71,16 @@ def test_tiny_run_writes_valid_metrics_and_resumes(tmp_path):
   # a second call finds every stage finished and gives the same numbers
   again = experiment.run(tiny.get_config(), str(tmp_path))
   assert again['tables'] == m['tables'] and again['curves'] == m['curves']
+
+
+@pytest.mark.slow
+def test_chunked_hazard_training_reruns_from_its_checkpoint(tmp_path):
+  # With early stopping the hazard stage trains in chunks; a rerun must
+  # restore the finished stage (not fail on a checkpoint past chunk 1).
+  c = tiny.get_config()
+  c.hazard.update({'steps': 4, 'eval_every': 1, 'patience': 1})
+  c.arms = ('outcome',)
+  first = experiment.run(c, str(tmp_path))
+  again = experiment.run(c, str(tmp_path))
+  assert again['tables'] == first['tables']
+  assert first['tables'][1]['rows'][0][2] == 4  # hazard steps trained
