@@ -4,12 +4,12 @@ Input preparation (`prompt`), the paper's metrics (`metrics`, `json_eval`),
 synthetic pages (`pages`), peer converters as drafters (`converters`), the
 rule refiner/critic (`refine`), backends behind one `generate` protocol
 (`backends`), the Draft -> Refine -> Critique pipeline (`pipeline`), the
-byte-level BPE tokenizer (`bpe`), the training objectives (`objectives`),
-real pages (`realpages`) and the experiment (`experiment.run`).
+training objectives (`objectives`), real pages (`realpages`) and the
+experiment (`experiment.run`). The byte-level BPE tokenizer is
+`common.tokenizers.bpe`.
 """
 
 from readerlm import backends
-from readerlm import bpe
 from readerlm import converters
 from readerlm import json_eval
 from readerlm import metrics
@@ -26,7 +26,7 @@ from readerlm.prompt import decode_html
 from readerlm.prompt import instruction_prompt
 
 __all__ = [
-  'backends', 'bpe', 'chat_prompt', 'clean_html', 'converters',
+  'backends', 'chat_prompt', 'clean_html', 'converters',
   'decode_html', 'instruction_prompt', 'json_eval', 'metrics', 'objectives',
   'pages', 'pipeline', 'prompt', 'realpages', 'refine', 'roles',
 ]  # fmt: skip

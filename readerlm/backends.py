@@ -108,7 +108,7 @@ class LMBackend:
     model: the NNX model (a Qwen2 checkpoint from `common.models.load_hf`,
       or a trained tiny model).
     tokenizer: `encode(text) -> ids`, `decode(ids) -> text`, `eos_id`,
-      `pad_id` (e.g. `readerlm.bpe.BPETokenizer`).
+      `pad_id` (e.g. `common.tokenizers.bpe.BPETokenizer`).
     max_prompt_len: prompts are left-padded to this; longer ones are cut
       from the left of the HTML (`truncate`), never silently dropped.
     max_new_tokens: generation budget.

@@ -47,8 +47,8 @@ from common import stats
 from common import synthetic
 from common import train
 from common.rl import preference
+from common.tokenizers import bpe
 from readerlm import backends
-from readerlm import bpe
 from readerlm import context_parallel as cp
 from readerlm import converters
 from readerlm import json_eval

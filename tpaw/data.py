@@ -11,9 +11,10 @@ Two real formats are read:
   `{"prompt": [messages], "completion": [messages]}`.
 
 Messages are rendered as `"<role>: <content>\\n"` lines with an
-`"assistant:"` cue at the end of the prompt (`render_messages`); a model
-with its own chat template should be fed pre-rendered prompt/completion
-records. Every error names the file, the line and the field.
+`"assistant:"` cue at the end of the prompt (`render_messages`), or by any
+`render(messages) -> str` passed to the readers, e.g. a Hugging Face
+model's chat template (`common.tokenizers.BPETokenizer.render_chat`).
+Every error names the file, the line and the field.
 
 Encoded pairs use one layout for SFT, sampling and the preference losses:
 the prompt left-padded to `P` tokens (what the KV-cache sampler takes), the
@@ -56,6 +57,9 @@ class SFTRecord:
   source: str
 
 
+Render = Callable[[Sequence[dict]], str]
+
+
 def render_messages(messages: Sequence[dict], cue: bool = True) -> str:
   """`"role: content\\n"` per message (+ an `"assistant:"` cue)."""
   text = ''.join(f'{m["role"]}: {m["content"]}\n' for m in messages)
@@ -91,8 +95,14 @@ def _check_messages(where: str, field: str, messages: Any) -> list[dict]:
   return messages
 
 
-def read_chat_jsonl(path: str | os.PathLike) -> list[SFTRecord]:
+def read_chat_jsonl(
+  path: str | os.PathLike, render: Render = render_messages
+) -> list[SFTRecord]:
   """Reads a chat-format JSONL SFT file (see the module docstring).
+
+  Args:
+    path: the file.
+    render: renders the prompt's messages (with the assistant cue).
 
   Raises:
     FileNotFoundError: no such file.
@@ -129,12 +139,18 @@ def read_chat_jsonl(path: str | os.PathLike) -> list[SFTRecord]:
       raise DataFormatError(
         f'{where}: field messages[{last}].content (the target) is empty.'
       )
-    out.append(SFTRecord(render_messages(messages[:last]), response, where))
+    out.append(SFTRecord(render(messages[:last]), response, where))
   return out
 
 
-def read_prompt_completion_jsonl(path: str | os.PathLike) -> list[SFTRecord]:
+def read_prompt_completion_jsonl(
+  path: str | os.PathLike, render: Render = render_messages
+) -> list[SFTRecord]:
   """Reads a prompt/completion JSONL file (plain or conversational).
+
+  Args:
+    path: the file.
+    render: renders a conversational prompt (with the assistant cue).
 
   Raises:
     FileNotFoundError: no such file.
@@ -152,7 +168,7 @@ def read_prompt_completion_jsonl(path: str | os.PathLike) -> list[SFTRecord]:
         )
     prompt, completion = row['prompt'], row['completion']
     if isinstance(prompt, list):
-      prompt = render_messages(_check_messages(where, 'prompt', prompt))
+      prompt = render(_check_messages(where, 'prompt', prompt))
     if isinstance(completion, list):
       turns = _check_messages(where, 'completion', completion)
       said = [m['content'] for m in turns if m['role'] == 'assistant']
@@ -177,13 +193,15 @@ FORMATS = {
 }
 
 
-def read_sft(path: str | os.PathLike, fmt: str) -> list[SFTRecord]:
-  """Reads `path` in format `fmt` (a key of `FORMATS`)."""
+def read_sft(
+  path: str | os.PathLike, fmt: str, render: Render = render_messages
+) -> list[SFTRecord]:
+  """Reads `path` in format `fmt` (a key of `FORMATS`), see the readers."""
   if fmt not in FORMATS:
     raise ValueError(
       f'unknown SFT format {fmt!r}; allowed: {", ".join(sorted(FORMATS))}.'
     )
-  return FORMATS[fmt](path)
+  return FORMATS[fmt](path, render)
 
 
 @dataclasses.dataclass

@@ -45,6 +45,7 @@ from common import report
 from common import schema
 from common import stats
 from common import synthetic
+from common import tokenizers as tokenizers_lib
 from common import train
 from common.sampling import sampler as sampler_lib
 from common.synthetic import traces
@@ -156,26 +157,40 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 class Task:
-  """Encoded train / held-out pairs, the tokenizer and the EM judge."""
+  """Encoded train / held-out pairs, the tokenizer and the EM judge.
+
+  With `model.hf_dir` the checkpoint's own tokenizer
+  (`common.tokenizers.BPETokenizer.load`: tokenizer.json and
+  tokenizer_config.json) encodes the data, and chat records are rendered
+  with its chat template where it has one; otherwise the embedded word
+  tokenizer is built over the data's texts.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict):
     d = config.data
+    hf_dir = config.model.get('hf_dir', '')
+    hf_tok = tokenizers_lib.BPETokenizer.load(hf_dir) if hf_dir else None
     if d.source == 'arithmetic':
       problems = synthetic.make_problems(
         synthetic.ArithmeticConfig(**config.arithmetic.to_dict())
       )
       train_p = problems['train'][: d.num_train]
       eval_p = problems['test'][: d.num_eval]
-      self.tokenizer = synthetic.build_tokenizer(problems=train_p + eval_p)
+      self.tokenizer = hf_tok or synthetic.build_tokenizer(
+        problems=train_p + eval_p
+      )
       train_r = [_arith_record(p) for p in train_p]
       eval_r = [_arith_record(p) for p in eval_p]
       self.golden = [str(p.answer) for p in eval_p]
       self.extract = traces.extract_answer
     else:
-      train_r = data_lib.read_sft(d.path, d.source)[: d.num_train]
-      eval_r = data_lib.read_sft(d.eval_path, d.source)[: d.num_eval]
+      render = data_lib.render_messages
+      if hf_tok is not None and hf_tok.chat_template is not None:
+        render = hf_tok.render_chat
+      train_r = data_lib.read_sft(d.path, d.source, render)[: d.num_train]
+      eval_r = data_lib.read_sft(d.eval_path, d.source, render)[: d.num_eval]
       texts = [r.prompt + ' ' + r.response for r in train_r + eval_r]
-      self.tokenizer = synthetic.build_tokenizer(extra_texts=texts)
+      self.tokenizer = hf_tok or synthetic.build_tokenizer(extra_texts=texts)
       self.golden = [r.response.strip() for r in eval_r]
       self.extract = lambda text: text.strip()
     if len(train_r) < d.num_train:

@@ -1,5 +1,11 @@
-"""Tokenizers for the embedded task worlds (Hugging Face `tokenizer.json`)."""
+"""Tokenizers (Hugging Face `tokenizer.json`): the embedded worlds' word
+tokenizer and byte-level BPE, e.g. a checkpoint's own (`BPETokenizer.load`).
+"""
 
+from common.tokenizers import bpe
+from common.tokenizers import chat_template
+from common.tokenizers.bpe import BPETokenizer
+from common.tokenizers.bpe import train_bpe
 from common.tokenizers.word_tokenizer import BOS
 from common.tokenizers.word_tokenizer import CONTROL_TOKENS
 from common.tokenizers.word_tokenizer import DIGIT_TOKENS
@@ -12,6 +18,10 @@ from common.tokenizers.word_tokenizer import EncodedBatch
 from common.tokenizers.word_tokenizer import WordTokenizer
 
 __all__ = [
+  'BPETokenizer',
+  'bpe',
+  'chat_template',
+  'train_bpe',
   'BOS',
   'CONTROL_TOKENS',
   'DIGIT_TOKENS',

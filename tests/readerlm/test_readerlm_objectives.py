@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 
 from common import models
+from common.tokenizers import bpe
 from readerlm import backends
-from readerlm import bpe
 from readerlm import objectives
 from readerlm import prompt
 from tests import tolerances as tol
@@ -112,22 +112,6 @@ def test_sft_and_dpo_losses_train():
   tol.assert_close(got, want, tol.FEW_OPS)
   with pytest.raises(ValueError, match='loss_type'):
     objectives.make_dpo_loss(graphdef, 0.1, 'sigmoid_normed')
-
-
-def test_bpe_round_trip_save_and_hf_loader(tmp_path):
-  texts = ['<p>Hello world</p>', '# Heading\n\n- item', 'héllo 世界'] * 20
-  tok = bpe.train_bpe(texts, vocab_size=300)
-  s = '<p>héllo 世界</p> # Heading'
-  assert tok.decode(tok.encode(s)) == s
-  ids = tok.encode('x', add_eos=True)
-  assert ids[-1] == tok.eos_id
-  path = tok.save(tmp_path)
-  assert path.endswith('tokenizer.json')
-  again = bpe.BPETokenizer.load(tmp_path)
-  assert again.encode(s) == tok.encode(s)
-  assert models.load_hf_tokenizer(str(tmp_path)).encode(s).ids == tok.encode(s)
-  with pytest.raises(ValueError, match='vocab_size'):
-    bpe.train_bpe(texts, vocab_size=100)
 
 
 def test_qwen2_style_hf_directory_runs_on_a_page(tmp_path):

@@ -7,9 +7,10 @@ iterations, eta = 6, gamma = 0.5; lambda is not stated (SPIN's 0.1).
 Set `model.hf_dir` to the Hugging Face directory of the SFT model and
 `data.path` / `data.eval_path` to UltraChat chat-format JSONL files
 (`{"messages": [...]}` per line). Steps: 50k triplets x 3 iterations of
-data x 2 epochs / batch 64 (SPIN's). The embedded word tokenizer is built
-over the data's texts; a model with its own tokenizer needs records
-rendered with its chat template (`prompt_completion_jsonl`).
+data x 2 epochs / batch 64 (SPIN's). The checkpoint's own tokenizer
+encodes the data and its chat template renders the prompts
+(`tpaw.experiment.Task`); `tests/tpaw/test_tpaw_hf_paper.py` runs this
+config, sizes overridden, on a tiny Qwen2 written by `transformers`.
 """
 
 from experiments.tpaw.configs import default
