@@ -315,8 +315,8 @@ def split_base(
 # ----------------------------------------------------------------- models
 def init_model(config, data: Data, seed: int):
   if config.model.get('hf_dir'):
-    _, model = models.load_hf(config.model.hf_dir)
-    return model
+    vocab = data.tokenizer.hf_tokenizer.get_vocab(True)
+    return models.load_hf_matching(config.model.hf_dir, vocab)[1]
   cfg = models.build_config(
     config.model,
     vocab_size=data.tokenizer.vocab_size,

@@ -171,8 +171,8 @@ def model_config(config, data: Data, spec=None) -> models.LMConfig:
 
 def init_model(config, data, seed, spec=None):
   if spec is None and config.model.get('hf_dir'):
-    _, model = models.load_hf(config.model.hf_dir)
-    return model
+    vocab = data.tokenizer.hf_tokenizer.get_vocab(True)
+    return models.load_hf_matching(config.model.hf_dir, vocab)[1]
   return models.Transformer(
     model_config(config, data, spec), rngs=nnx.Rngs(seed)
   )

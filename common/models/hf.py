@@ -513,6 +513,50 @@ def save_hf(
   return paths
 
 
+def load_hf_matching(
+  directory: str, vocab: dict[str, int], field: str = 'config.model.hf_dir'
+) -> tuple[config_lib.LMConfig, transformer.Transformer]:
+  """Loads a HF directory whose tokenizer is the caller's, id for id.
+
+  An experiment that encodes with its own tokenizer (the embedded worlds'
+  `WordTokenizer`) can only start from a checkpoint trained with that
+  vocabulary: any other tokenizer would give its token ids other meanings,
+  silently.
+
+  Args:
+    directory: the Hugging Face directory (config.json, safetensors,
+      tokenizer.json).
+    vocab: the caller's token -> id map (e.g.
+      `tokenizer.hf_tokenizer.get_vocab(True)`).
+    field: the config field that named `directory` (for messages).
+
+  Returns:
+    `(config, model)`.
+
+  Raises:
+    FileNotFoundError: no such directory, or no tokenizer.json in it.
+    ValueError: another tokenizer, or a vocabulary smaller than `vocab`.
+  """
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'{field} {directory!r} does not exist.')
+  theirs = load_hf_tokenizer(directory).get_vocab(True)
+  if theirs != vocab:
+    differ = sorted(set(theirs.items()) ^ set(vocab.items()))[:5]
+    raise ValueError(
+      f'{field}: the tokenizer in {directory!r} is not the task tokenizer '
+      f'(e.g. {differ}); this experiment encodes with its own word '
+      'vocabulary, so start from a checkpoint saved with it '
+      '(`task.tokenizer.save(dir)` beside `save_hf`).'
+    )
+  cfg, model = load_hf(directory)
+  if cfg.vocab_size < len(vocab):
+    raise ValueError(
+      f'{field}: the model in {directory!r} has vocab_size {cfg.vocab_size} '
+      f"< the task tokenizer's {len(vocab)}."
+    )
+  return cfg, model
+
+
 def load_hf_tokenizer(directory: str):
   """Loads `tokenizer.json` with the `tokenizers` library.
 

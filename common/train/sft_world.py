@@ -32,7 +32,6 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-import tokenizers
 from flax import nnx
 
 from common import models
@@ -169,30 +168,9 @@ def load_hf(hf_dir: str, task: safety.SafetyTask):
     ValueError: its tokenizer is not the task tokenizer, or its vocabulary
       is smaller.
   """
-  if not os.path.isdir(hf_dir):
-    raise FileNotFoundError(f'config.model.hf_dir {hf_dir!r} does not exist.')
-  tok_path = os.path.join(hf_dir, 'tokenizer.json')
-  if not os.path.isfile(tok_path):
-    raise FileNotFoundError(
-      f'{tok_path} is missing; the directory must hold the task tokenizer '
-      '(WordTokenizer.save) so token ids mean the same words.'
-    )
-  theirs = tokenizers.Tokenizer.from_file(tok_path).get_vocab(True)
-  ours = task.tokenizer.hf_tokenizer.get_vocab(True)
-  if theirs != ours:
-    differ = sorted(set(theirs.items()) ^ set(ours.items()))[:5]
-    raise ValueError(
-      f'the tokenizer in {hf_dir!r} is not the task tokenizer (e.g. '
-      f'{differ}); the synthetic task needs its own word vocabulary, so '
-      'save the model with `task.tokenizer.save(dir)`.'
-    )
-  cfg, model = models.load_hf(hf_dir)
-  if cfg.vocab_size < task.tokenizer.vocab_size:
-    raise ValueError(
-      f'the model in {hf_dir!r} has vocab_size {cfg.vocab_size} < the '
-      f"task tokenizer's {task.tokenizer.vocab_size}; save the model "
-      'with the task tokenizer (WordTokenizer) vocabulary.'
-    )
+  cfg, model = models.load_hf_matching(
+    hf_dir, task.tokenizer.hf_tokenizer.get_vocab(True)
+  )
   graphdef, params = models.split(model)
   return cfg, graphdef, params
 

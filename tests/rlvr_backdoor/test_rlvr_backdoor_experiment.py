@@ -119,3 +119,26 @@ def test_default_report_names_the_ablations_it_leaves_out():
   assert 'random' in notes[0] and 'sweep_fractions' in notes[0]
   assert 'configs/ablations.py' in notes[0]
   assert experiment._missing_ablations(ablations.get_config()) == []
+
+
+def test_hf_checkpoint_must_carry_the_task_tokenizer(tmp_path):
+  """A checkpoint with another tokenizer is refused, not silently run."""
+  from flax import nnx
+
+  from common import models
+  from common import synthetic
+
+  c = tiny.get_config()
+  data = experiment.Data(c)
+  cfg = experiment.model_config(c, data)
+  model = models.Transformer(cfg, rngs=nnx.Rngs(0))
+  models.save_hf(model, cfg, str(tmp_path))
+  synthetic.build_tokenizer(extra_texts=['another vocabulary']).save(
+    str(tmp_path)
+  )
+  c.model.hf_dir = str(tmp_path)
+  with pytest.raises(ValueError, match='is not the task tokenizer'):
+    experiment.init_model(c, data, 0)
+  data.tokenizer.save(str(tmp_path))
+  loaded = experiment.init_model(c, data, 0)
+  assert loaded.config.vocab_size == data.tokenizer.vocab_size

@@ -324,3 +324,30 @@ def test_load_hf_tokenizer(tmp_path):
   assert loaded.encode('hello world').ids == [1, 2]
   with pytest.raises(FileNotFoundError, match='tokenizer.json'):
     models.load_hf_tokenizer(str(tmp_path / 'nope'))
+
+
+def test_load_hf_matching_refuses_another_tokenizer(tmp_path):
+  from common import synthetic
+
+  tok = synthetic.build_tokenizer(extra_texts=['hello world'])
+  cfg = models.get_preset(
+    'tiny', vocab_size=tok.vocab_size, d_model=16, n_layers=1, d_ff=32
+  )
+  model = models.Transformer(cfg, rngs=nnx.Rngs(0))
+  models.save_hf(model, cfg, str(tmp_path))
+  vocab = tok.hf_tokenizer.get_vocab(True)
+  with pytest.raises(FileNotFoundError, match='tokenizer.json'):
+    models.load_hf_matching(str(tmp_path), vocab)
+  tok.save(str(tmp_path))
+  got_cfg, got = models.load_hf_matching(str(tmp_path), vocab)
+  assert got_cfg.vocab_size == tok.vocab_size
+  want = jax.tree.leaves(nnx.state(model))
+  for a, b in zip(jax.tree.leaves(nnx.state(got)), want, strict=True):
+    np.testing.assert_array_equal(a, b)
+  other = synthetic.build_tokenizer(extra_texts=['goodbye moon'])
+  with pytest.raises(ValueError, match=r'model\.hf_dir: the tokenizer in'):
+    models.load_hf_matching(
+      str(tmp_path), other.hf_tokenizer.get_vocab(True), 'model.hf_dir'
+    )
+  with pytest.raises(FileNotFoundError, match="x.hf_dir '/nope'"):
+    models.load_hf_matching('/nope', vocab, 'x.hf_dir')
