@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import time
 from collections.abc import Sequence
@@ -487,9 +488,41 @@ def _evaluate_model(backend, params, test_pages) -> dict[str, float]:
   return res
 
 
+def _load_hf_start(config):
+  """`(tokenizer, LMConfig)` of `config.model.hf_dir`, or None without one.
+
+  The checkpoint's own tokenizer (tokenizer.json, tokenizer_config.json)
+  replaces the BPE trained on the synthesised data, and its config the
+  preset (`config.vocab_size` is then unused).
+  """
+  hf_dir = config.model.get('hf_dir', '')
+  if not hf_dir:
+    return None
+  if not os.path.isdir(hf_dir):
+    schema.fail('model.hf_dir', hf_dir, 'an existing Hugging Face directory')
+  tok = bpe.BPETokenizer.load(hf_dir)
+  mcfg = models.load_hf_config(hf_dir)
+  need = config.max_prompt_len + config.max_new_tokens
+  if mcfg.max_seq_len < need:
+    schema.fail(
+      'max_prompt_len',
+      config.max_prompt_len,
+      f'max_prompt_len + max_new_tokens <= the checkpoint context '
+      f'{mcfg.max_seq_len} (max_new_tokens={config.max_new_tokens})',
+    )
+  if mcfg.vocab_size < tok.vocab_size:
+    schema.fail(
+      'model.hf_dir',
+      hf_dir,
+      f'a model with vocab_size >= its tokenizer\'s {tok.vocab_size}',
+    )
+  return tok, mcfg
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the experiment; writes and returns `metrics.json`."""
   validate_config(config)
+  hf = _load_hf_start(config)  # before any work: a bad directory fails now
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   watch = metrics_lib.Stopwatch()
@@ -531,12 +564,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     for r in data['sft_filtered']
   ]
   texts += [r['rejected'] for r in dpo_md]
-  tok = bpe.train_bpe(texts, config.vocab_size)
+  if hf is None:
+    tok = bpe.train_bpe(texts, config.vocab_size)
+    mcfg = models.build_config(
+      config.model, vocab_size=tok.vocab_size,
+      max_seq_len=config.max_prompt_len + config.max_new_tokens,
+    )  # fmt: skip
+  else:
+    tok, mcfg = hf
   tok.save(workdir / 'tokenizer')
-  mcfg = models.build_config(
-    config.model, vocab_size=tok.vocab_size,
-    max_seq_len=config.max_prompt_len + config.max_new_tokens,
-  )  # fmt: skip
   mesh = train.make_mesh()
   ring_mesh = _ring_mesh(config)
   cache = metrics_lib.ResultCache(workdir / 'cache', config.to_dict())
@@ -548,7 +584,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     def compute(seed=seed):
       nonlocal backend
-      model = models.Transformer(mcfg, rngs=nnx.Rngs(seed))
+      if hf is None:
+        model = models.Transformer(mcfg, rngs=nnx.Rngs(seed))
+      else:  # every seed starts from the checkpoint (seeds: data, sampling)
+        model = models.load_hf(config.model.hf_dir)[1]
       graphdef, init = models.split(model)
       if backend is None:
         backend = backends.LMBackend(

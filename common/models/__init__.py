@@ -22,6 +22,7 @@ from common.models.hf import HFFormatError
 from common.models.hf import config_from_hf
 from common.models.hf import config_to_hf
 from common.models.hf import load_hf
+from common.models.hf import load_hf_config
 from common.models.hf import load_hf_matching
 from common.models.hf import load_hf_tokenizer
 from common.models.hf import save_hf
@@ -55,6 +56,7 @@ __all__ = [
   'get_preset',
   'init_cache',
   'load_hf',
+  'load_hf_config',
   'load_hf_matching',
   'load_hf_tokenizer',
   'merge',

@@ -322,6 +322,19 @@ def read_safetensors(directory: str) -> dict[str, np.ndarray]:
   return tensors
 
 
+def load_hf_config(directory: str) -> config_lib.LMConfig:
+  """The `LMConfig` of a HF directory's config.json (no weights read).
+
+  Raises:
+    FileNotFoundError: no config.json.
+    HFFormatError: an unreadable or unsupported config (naming the file).
+  """
+  cfg_path = os.path.join(directory, 'config.json')
+  if not os.path.isfile(cfg_path):
+    raise FileNotFoundError(f'{cfg_path} does not exist.')
+  return config_from_hf(_read_json(cfg_path), cfg_path)
+
+
 def load_hf(
   directory: str,
   *,

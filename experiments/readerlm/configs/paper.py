@@ -1,4 +1,4 @@
-"""ReaderLM paper settings (for accelerators; constructed, not run, in tests).
+"""ReaderLM paper settings (for accelerators; run at tiny sizes in a test).
 
 Qwen2.5-1.5B-Instruct loaded from a Hugging Face directory, RoPE base 5e6,
 the continued pre-training context schedule 32K -> 125K -> 256K (zig-zag
