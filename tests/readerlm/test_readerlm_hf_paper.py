@@ -8,12 +8,10 @@ only the sizes overridden (the `tiny` ones), runs through the same
 and encodes with its tokenizer.
 """
 
-import json
 import math
 
 import numpy as np
 import pytest
-import transformers
 
 from common import schema
 from common.tokenizers import bpe
@@ -21,6 +19,7 @@ from experiments.readerlm.configs import paper
 from experiments.readerlm.configs import tiny
 from readerlm import experiment
 from readerlm import prompt
+from tests import hf_checkpoints
 
 SIZES = (
   'seeds', 'world', 'pages', 'max_prompt_len', 'max_new_tokens', 'sft',
@@ -33,23 +32,7 @@ def _hf_dir(root, context=400):
   hf_dir = root / 'Qwen2-tiny'
   texts = [prompt.chat_prompt('<p>Hello world</p> # Title - item')] * 20
   tok = bpe.train_bpe(texts, vocab_size=300)
-  tok.save(hf_dir)
-  (hf_dir / bpe.CONFIG_FILE).write_text(
-    json.dumps({'eos_token': '<|im_end|>', 'pad_token': '<|endoftext|>'})
-  )
-  model = transformers.Qwen2ForCausalLM(
-    transformers.Qwen2Config(
-      vocab_size=tok.vocab_size,
-      hidden_size=32,
-      intermediate_size=64,
-      num_hidden_layers=1,
-      num_attention_heads=4,
-      num_key_value_heads=2,
-      max_position_embeddings=context,
-      tie_word_embeddings=True,
-    )
-  )
-  model.save_pretrained(str(hf_dir), safe_serialization=True)
+  model = hf_checkpoints.write_qwen2(hf_dir, tok, context)
   return hf_dir, model
 
 

@@ -16,6 +16,7 @@ import transformers
 
 from common import tokenizers
 from experiments.tpaw.configs import paper
+from tests import hf_checkpoints
 from tpaw import experiment
 
 # Qwen2's ChatML template, reduced to plain chats (no tools).
@@ -52,29 +53,7 @@ def hf_run(tmp_path_factory):
   hf_dir = root / 'Qwen2-tiny'
   texts = [CHATML] + [m['content'] for r in train for m in r['messages']]
   tok = tokenizers.train_bpe(texts * 4, vocab_size=320)
-  tok.save(hf_dir)
-  (hf_dir / 'tokenizer_config.json').write_text(
-    json.dumps(
-      {
-        'eos_token': '<|im_end|>',
-        'pad_token': '<|endoftext|>',
-        'chat_template': CHATML,
-        'tokenizer_class': 'PreTrainedTokenizerFast',
-      }
-    )
-  )
-  transformers.Qwen2ForCausalLM(
-    transformers.Qwen2Config(
-      vocab_size=tok.vocab_size,
-      hidden_size=32,
-      intermediate_size=64,
-      num_hidden_layers=1,
-      num_attention_heads=4,
-      num_key_value_heads=2,
-      max_position_embeddings=96,
-      tie_word_embeddings=True,
-    )
-  ).save_pretrained(str(hf_dir), safe_serialization=True)
+  hf_checkpoints.write_qwen2(hf_dir, tok, context=96, chat_template=CHATML)
   c = paper.get_config()
   c.seeds = (0,)
   c.model.hf_dir = str(hf_dir)
