@@ -214,11 +214,9 @@ def test_main_and_benchmark_run(tmp_path):
     text=True,
     check=True,
   )
-  assert (
-    out.stdout.strip()
-    .splitlines()[-1]
-    .startswith('dhp_planner: python_dp_ms/numpy_dp_ms=')
-  )
+  last = out.stdout.strip().splitlines()[-1]
+  assert last.startswith('dhp_planner: gap_mean='), last
+  assert ' gap_max=' in last and ' cpu_ms_64x512=' in last
   subprocess.run(
     [
       sys.executable,
