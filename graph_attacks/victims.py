@@ -33,6 +33,32 @@ def paradigm_family(name: str) -> str:
   raise ValueError(f'unknown paradigm {name!r}; allowed: {PARADIGMS}')
 
 
+def _fit_supervised(
+  paradigm, graph, labels, train_mask, num_classes, cfg, seed, unlearn_mask=None
+):
+  """A supervised victim (`cfg.hidden`, dropout, AdamW) fitted on the graph."""
+  model = models.build_model(
+    paradigm,
+    graph.nodes.shape[1],
+    cfg.hidden,
+    num_classes,
+    seed=seed,
+    dropout_rate=cfg.dropout,
+  )
+  model, _ = train_lib.fit_classifier(
+    model,
+    graph,
+    labels,
+    train_mask,
+    epochs=cfg.epochs,
+    learning_rate=cfg.learning_rate,
+    weight_decay=cfg.weight_decay,
+    seed=seed,
+    unlearn_mask=unlearn_mask,
+  )
+  return model
+
+
 def fit_victim(
   paradigm: str,
   graph,
@@ -56,24 +82,8 @@ def fit_victim(
   """
   family = paradigm_family(paradigm)
   if family == 'GSL':
-    model = models.build_model(
-      paradigm,
-      graph.nodes.shape[1],
-      cfg.hidden,
-      num_classes,
-      seed=seed,
-      dropout_rate=cfg.dropout,
-    )
-    model, _ = train_lib.fit_classifier(
-      model,
-      graph,
-      labels,
-      train_mask,
-      epochs=cfg.epochs,
-      learning_rate=cfg.learning_rate,
-      weight_decay=cfg.weight_decay,
-      seed=seed,
-      unlearn_mask=unlearn_mask,
+    model = _fit_supervised(
+      paradigm, graph, labels, train_mask, num_classes, cfg, seed, unlearn_mask
     )
   elif family == 'GCL':
     g = cfg.grace
@@ -142,23 +152,8 @@ def rigbd_victim(
       f'RIGBD applies to supervised victims {SUPERVISED}, not {paradigm!r}'
     )
   r = cfg.rigbd
-  model = models.build_model(
-    paradigm,
-    graph.nodes.shape[1],
-    cfg.hidden,
-    num_classes,
-    seed=seed,
-    dropout_rate=cfg.dropout,
-  )
-  model, _ = train_lib.fit_classifier(
-    model,
-    graph,
-    labels,
-    train_mask,
-    epochs=cfg.epochs,
-    learning_rate=cfg.learning_rate,
-    weight_decay=cfg.weight_decay,
-    seed=seed,
+  model = _fit_supervised(
+    paradigm, graph, labels, train_mask, num_classes, cfg, seed
   )
   train_idx = np.flatnonzero(np.asarray(train_mask)[:num_real_nodes] > 0)
   flagged = defences.rigbd_flag(

@@ -514,7 +514,7 @@ def _load_hf_start(config):
     schema.fail(
       'model.hf_dir',
       hf_dir,
-      f'a model with vocab_size >= its tokenizer\'s {tok.vocab_size}',
+      f"a model with vocab_size >= its tokenizer's {tok.vocab_size}",
     )
   return tok, mcfg
 
@@ -737,72 +737,36 @@ def _write(
       real_note,
     ],
   )
-  final = [r['rouge_l'] for r in per_seed['dpo']]
+
+  def col(stage, key='rouge_l'):
+    return [r[key] for r in per_seed[stage]]
+
+  drafted = [d_rouge] * n
+  # (metric, method values, baseline values, method, baseline, paper)
+  comparisons = [
+    ('test ROUGE-L', col('dpo'), drafted, 'trained (+DPO)',
+     f'drafter {drafter}', '0.84 vs 0.69 (GPT-4o)'),
+    ('test ROUGE-L', col('self_play'), drafted, 'trained (+ self-play)',
+     f'drafter {drafter}', '0.84 vs 0.69 (GPT-4o)'),
+    ('test ROUGE-L', col('dpo'), col('merged'),
+     f'+ DPO ({config.dpo.loss_type})', 'SFT (merged)',
+     'DPO strongest stage for MD'),
+    ('test ROUGE-L', col('self_play'), col('dpo'), '+ self-play round',
+     '+ DPO', 'self-play iterative tuning (stage 4)'),
+    ('degeneration rate', col('sft_cl', 'degeneration'),
+     col('sft', 'degeneration'), 'SFT + contrastive', 'SFT (CE)',
+     'contrastive loss reduces degeneration'),
+    ('JSON pass rate', col('dpo', 'json_pass_rate'),
+     col('merged', 'json_pass_rate'), '+ DPO', 'SFT (merged)',
+     'DPO mainly raises JSON pass rate'),
+  ]  # fmt: skip
   if n >= 1:
-    e = stats.paired_effect(final, [d_rouge] * n)
-    effects.append(
-      e.as_entry(
-        'test ROUGE-L',
-        'trained (+DPO)',
-        f'drafter {drafter}',
-        paper='0.84 vs 0.69 (GPT-4o)',
+    for metric, method, base, m_name, b_name, paper in comparisons:
+      effects.append(
+        stats.paired_effect(method, base).as_entry(
+          metric, m_name, b_name, paper=paper
+        )
       )
-    )
-    e = stats.paired_effect(
-      [r['rouge_l'] for r in per_seed['self_play']], [d_rouge] * n
-    )
-    effects.append(
-      e.as_entry(
-        'test ROUGE-L',
-        'trained (+ self-play)',
-        f'drafter {drafter}',
-        paper='0.84 vs 0.69 (GPT-4o)',
-      )
-    )
-    e = stats.paired_effect(final, [r['rouge_l'] for r in per_seed['merged']])
-    effects.append(
-      e.as_entry(
-        'test ROUGE-L',
-        f'+ DPO ({config.dpo.loss_type})',
-        'SFT (merged)',
-        paper='DPO strongest stage for MD',
-      )
-    )
-    e = stats.paired_effect(
-      [r['rouge_l'] for r in per_seed['self_play']], final
-    )
-    effects.append(
-      e.as_entry(
-        'test ROUGE-L',
-        '+ self-play round',
-        '+ DPO',
-        paper='self-play iterative tuning (stage 4)',
-      )
-    )
-    e = stats.paired_effect(
-      [r['degeneration'] for r in per_seed['sft_cl']],
-      [r['degeneration'] for r in per_seed['sft']],
-    )
-    effects.append(
-      e.as_entry(
-        'degeneration rate',
-        'SFT + contrastive',
-        'SFT (CE)',
-        paper='contrastive loss reduces degeneration',
-      )
-    )
-    e = stats.paired_effect(
-      [r['json_pass_rate'] for r in per_seed['dpo']],
-      [r['json_pass_rate'] for r in per_seed['merged']],
-    )
-    effects.append(
-      e.as_entry(
-        'JSON pass rate',
-        '+ DPO',
-        'SFT (merged)',
-        paper='DPO mainly raises JSON pass rate',
-      )
-    )
   cols = [
     'ROUGE-L',
     'WER',

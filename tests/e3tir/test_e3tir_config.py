@@ -88,3 +88,15 @@ def test_default_report_names_the_ablations_it_leaves_out():
   assert len(notes) == 1 and 'e3tir_no_aagd' in notes[0]
   assert 'configs/ablations.py' in notes[0]
   assert experiment._missing_ablations(ablations.get_config()) == []
+
+
+@pytest.mark.parametrize('mod', [tiny, default, ablations, paper])
+def test_every_warm_up_arm_has_its_overrides(mod):
+  """Each E3-TIR arm a config names maps to its warm-up overrides (a
+  module-level name once shadowed this table and every run crashed)."""
+  from e3tir import experiment
+
+  for arm in mod.get_config().arms:
+    if arm.startswith('e3tir'):
+      assert isinstance(experiment.ABLATIONS[arm], dict), arm
+  assert experiment.ABLATIONS['e3tir_no_branch'] == {'branch': False}
