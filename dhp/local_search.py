@@ -30,10 +30,10 @@ and runs at most ``TRIES`` exact allocations of O(K W log(K W)).
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
+from dhp import kernels
 from dhp import packing
 from dhp import plan_types as pt
 
@@ -52,12 +52,14 @@ def _pairs(n):
 
 def _need(problem, rows, mins, m):
   """Fewest usable ranks per row with T <= m; N + 1 when none. int [R]."""
-  cols = rows.shape[1]
-  d = np.arange(cols)
-  ok = (d[None, :] >= np.asarray(mins)[:, None]) & problem.usable(cols)[None]
-  pm = np.minimum.accumulate(np.where(ok, rows, np.inf), axis=1)
-  count = (pm > m).sum(axis=1)
-  return np.where(count >= cols, problem.num_devices + 1, count)
+  rows = np.asarray(rows, np.float64)
+  return kernels.fewest_ranks(
+    rows,
+    np.asarray(mins, np.int64),
+    problem.usable(rows.shape[1]),
+    float(m),
+    int(problem.num_devices),
+  )
 
 
 def _mins(problem, tokens, seq_min):
@@ -296,37 +298,19 @@ def rebalance(problem: pt.RoundProblem, degrees) -> pt.Grouping | None:
   """
   lengths, m, capacity = problem.lengths, problem.min_deg, problem.capacity
   degrees = np.asarray(degrees, np.int64)
-  k = len(degrees)
   per = problem.per[:, degrees]  # [B, K]
-  loads = np.full(k, float(problem.cost.beta))
-  room = degrees * float(capacity)
-  new_bins = np.empty(len(lengths), np.int64)
-  order = np.argsort(-per.min(axis=1), kind='stable').tolist()
-  if k <= 64:  # few groups: plain Python beats per-sequence NumPy calls
-    deg, load, free = degrees.tolist(), loads.tolist(), room.tolist()
-    rows, lens, mins = per.tolist(), lengths.tolist(), m.tolist()
-    for i in order:
-      best, best_t = -1, math.inf
-      row = rows[i]
-      for g in range(k):
-        t = load[g] + row[g]
-        if t < best_t and deg[g] >= mins[i] and free[g] >= lens[i]:
-          best, best_t = g, t
-      if best < 0:
-        return None
-      new_bins[i] = best
-      load[best] = best_t
-      free[best] -= lens[i]
-  else:
-    for i in order:
-      finish = loads + per[i]
-      ok = (degrees >= m[i]) & (room >= lengths[i])
-      if not ok.any():
-        return None
-      g = int(np.argmin(np.where(ok, finish, np.inf)))
-      new_bins[i] = g
-      loads[g] = finish[g]
-      room[g] -= lengths[i]
+  order = np.argsort(-per.min(axis=1), kind='stable')
+  ok, new_bins = kernels.lpt(
+    per,
+    order,
+    degrees,
+    m,
+    lengths,
+    float(problem.cost.beta),
+    float(capacity),
+  )
+  if not ok:
+    return None
   return packing.grouping_from_bins(problem, new_bins)
 
 

@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
-import bisect
-
 import numpy as np
 
 from dhp import allocation
+from dhp import kernels
 from dhp import plan_types as pt
 
 
@@ -28,29 +27,14 @@ def bfd_pack(lengths, min_deg, capacity):
   Returns:
     (bins [B] int64 bin id per sequence, bin_min_cp [K] int64).
   """
-  lengths = np.asarray(lengths)
+  lengths = np.asarray(lengths, np.int64)
+  min_deg = np.asarray(min_deg, np.int64)
   order = np.argsort(-lengths, kind='stable')
-  bins = np.empty(len(lengths), np.int64)
-  bin_min_cp: list[int] = []
-  rooms: list[tuple[int, int]] = []  # (room left, bin id), sorted
-  last_m = None
-  for i in order.tolist():
-    length, m = int(lengths[i]), int(min_deg[i])
-    if last_m is not None and m > last_m:
-      raise ValueError('min_deg must not decrease as lengths decrease.')
-    last_m = m
-    # Every open bin has min_cp >= m (opened by a longer sequence), so the
-    # best fit is the smallest room that still holds the sequence.
-    pos = bisect.bisect_left(rooms, (length, -1))
-    if pos < len(rooms):
-      room, b = rooms.pop(pos)
-      bisect.insort(rooms, (room - length, b))
-    else:
-      b = len(bin_min_cp)
-      bin_min_cp.append(m)
-      bisect.insort(rooms, (m * int(capacity) - length, b))
-    bins[i] = b
-  return bins, np.array(bin_min_cp, np.int64)
+  if np.any(np.diff(min_deg[order]) > 0):
+    raise ValueError('min_deg must not decrease as lengths decrease.')
+  # Every open bin has min_cp >= m (opened by a longer sequence), so the
+  # best fit is the smallest room that still holds the sequence.
+  return kernels.bfd(lengths, min_deg, order, int(capacity))
 
 
 def group_tables(problem: pt.RoundProblem, bins, num_bins):
@@ -136,9 +120,8 @@ def threshold_pack(problem: pt.RoundProblem, target) -> np.ndarray | None:
   still finishes by ``target`` at its current degree with memory room
   (no extra rank), else it opens a new group on the fewest ranks that
   meet ``target``, or grows an existing group's degree when that costs fewer
-  ranks than a new group. Each step is a few vectorised operations over
-  the K open groups, so a pass costs O(B K) element operations in O(B)
-  NumPy calls, plus an O(K W) row update per group opened or grown. The
+  ranks than a new group. A pass costs O(B K) for the joins plus O(K W)
+  per group opened or grown (compiled: ``kernels.threshold``). The
   planner tries it at the round's lower bound: when the ranks suffice the
   plan is optimal.
 
@@ -150,72 +133,15 @@ def threshold_pack(problem: pt.RoundProblem, target) -> np.ndarray | None:
     bins [B] int64, or None when the groups need more than N ranks or a
     sequence cannot meet ``target`` on any degree of the table.
   """
-  per, lengths, n = problem.per, problem.lengths, problem.num_devices
-  beta, capacity = float(problem.cost.beta), int(problem.capacity)
-  b, cols = per.shape
-  usable = problem.usable(cols)
-  usable_l = usable.tolist()
-  d_all = np.arange(cols)
-  order = np.argsort(-lengths, kind='stable').tolist()
-  rows = np.empty((b, cols))  # group time rows (with beta)
-  degs = np.zeros(b, np.int64)
-  loads = np.zeros(b)
-  room = np.zeros(b, np.int64)  # tokens still free at the current degree
-  bins = np.empty(b, np.int64)
-  used, k_open = 0, 0
-  lens, mins = lengths.tolist(), problem.min_deg.tolist()
-  per_l = per.tolist()
-  for i in order:
-    li, mi = lens[i], mins[i]
-    if k_open:
-      d_k = degs[:k_open]
-      t = loads[:k_open] + per[i, d_k]
-      ok = (t <= target) & (room[:k_open] >= li) & (d_k >= mi)
-      if ok.any():
-        k = int(np.argmax(np.where(ok, t, -np.inf)))
-        rows[k] += per[i]
-        loads[k] = t[k]
-        room[k] -= li
-        bins[i] = k
-        continue
-    row_l = per_l[i]
-    if usable_l[mi] and row_l[mi] + beta <= target and li <= mi * capacity:
-      alone = mi
-    else:
-      ok = usable & (d_all >= max(mi, -(-li // capacity)))
-      hit = np.flatnonzero(ok & (per[i] + beta <= target))
-      alone = int(hit[0]) if hit.size else -1
-    grow_k, grow_d = -1, -1
-    if k_open and (alone < 0 or alone > 1):
-      cand = rows[:k_open] + per[i]
-      tok = degs[:k_open] * capacity - room[:k_open] + li
-      floor = np.maximum(-(-tok // capacity), mi)
-      ok = usable[None] & (d_all[None] >= floor[:, None]) & (cand <= target)
-      has = ok.any(axis=1)
-      if has.any():
-        first = np.where(has, ok.argmax(axis=1), cols)
-        extra = np.where(has, first - degs[:k_open], n + 1)
-        k = int(np.argmin(extra))
-        if alone < 0 or extra[k] < alone:
-          grow_k, grow_d = k, int(first[k])
-    if grow_k >= 0:
-      k = grow_k
-      used += grow_d - int(degs[k])
-      rows[k] += per[i]
-      room[k] += (grow_d - int(degs[k])) * capacity - li
-      degs[k] = grow_d
-      loads[k] = rows[k, grow_d]
-    elif alone >= 0:
-      k = k_open
-      k_open += 1
-      rows[k] = per[i] + beta
-      degs[k] = alone
-      loads[k] = rows[k, alone]
-      room[k] = alone * capacity - li
-      used += alone
-    else:
-      return None
-    bins[i] = k
-    if used > n:
-      return None
-  return bins
+  ok, bins = kernels.threshold(
+    problem.per,
+    problem.lengths,
+    problem.min_deg,
+    np.argsort(-problem.lengths, kind='stable'),
+    problem.usable(problem.per.shape[1]),
+    float(target),
+    float(problem.cost.beta),
+    int(problem.capacity),
+    int(problem.num_devices),
+  )
+  return bins if ok else None

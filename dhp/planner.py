@@ -33,6 +33,7 @@ import numpy as np
 from dhp import allocation
 from dhp import cost_model as cm
 from dhp import exhaustive
+from dhp import kernels
 from dhp import local_search
 from dhp import packing
 from dhp import placement
@@ -244,13 +245,11 @@ def plan_round(
   )
   tight = problem.lower_bound() * (1 + 1e-12)
   groupings = []
-  # The light BFD packings (scale < 1), then (with ``refine``) the groups
-  # that meet the lower bound on the fewest ranks (``threshold_pack``),
-  # then the heavier packings; the first plan at the lower bound is optimal
-  # and ends the search.
-  steps = [f for f in pack_scales if f < 1]
-  steps += ['threshold'] if refine else []
-  steps += [f for f in pack_scales if f >= 1]
+  # With ``refine``, first the groups that meet the lower bound on the
+  # fewest ranks (``threshold_pack``, one compiled pass), then the BFD
+  # packings; the first plan at the lower bound is optimal and ends the
+  # search.
+  steps = (['threshold'] if refine else []) + list(pack_scales)
   for f in steps:
     if f == 'threshold':
       bins = packing.threshold_pack(problem, tight)
@@ -396,13 +395,10 @@ def split_rounds(lengths, num_rounds, cost: cm.CostModel):
   lengths = np.asarray(lengths, np.float64)
   work = cost.a1 * lengths**2 + cost.a2 * lengths
   order = np.argsort(-work, kind='stable')
-  heap = [(0.0, r) for r in range(num_rounds)]
-  members: list[list[int]] = [[] for _ in range(num_rounds)]
-  for i, w in zip(order.tolist(), work[order].tolist(), strict=True):
-    load, r = heap[0]
-    members[r].append(i)
-    heapq.heapreplace(heap, (load + w, r))
-  return [np.sort(np.array(m, np.int64)) for m in members]
+  which = kernels.lpt_rounds(work, order, int(num_rounds))
+  by_round = np.argsort(which, kind='stable')  # ascending ids per round
+  counts = np.bincount(which, minlength=num_rounds)
+  return np.split(by_round, np.cumsum(counts)[:-1])
 
 
 def _plan_rounds(
@@ -429,15 +425,19 @@ def _bound(lengths, num_rounds, problem_args):
   """Sum over the LPT rounds of each round's longest sequence alone on its
   best degree: no plan of that split is faster."""
   num_devices, capacity, cost = problem_args
-  total = 0.0
-  for idx in split_rounds(lengths, num_rounds, cost):
-    if idx.size == 0:
-      continue
-    longest = float(lengths[idx].max())
-    m = max(1, -(-int(longest) // int(capacity)))
-    d = np.arange(m, num_devices + 1)
-    total += float(cost.sequence_times(longest, d).min()) + cost.beta
-  return total
+  longest = np.array(
+    [
+      lengths[idx].max()
+      for idx in split_rounds(lengths, num_rounds, cost)
+      if idx.size
+    ],
+    np.float64,
+  )  # [R]
+  m = np.maximum(1, -(-longest // int(capacity)))
+  d = np.arange(1, num_devices + 1)
+  t = cost.sequence_times(longest[:, None], d[None, :])  # [R, N]
+  t = np.where(d[None, :] >= m[:, None], t, np.inf)
+  return float(t.min(axis=1).sum() + cost.beta * len(longest))
 
 
 def plan_batch(
