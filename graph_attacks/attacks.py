@@ -22,6 +22,7 @@ from graph_attacks import baselines
 from graph_attacks import bilevel
 from graph_attacks import cluster
 from graph_attacks import cpgba
+from graph_attacks import crossba
 from graph_attacks import functional
 from graph_attacks import graph as graph_lib
 from graph_attacks import models
@@ -30,7 +31,10 @@ from graph_attacks import selection
 from graph_attacks import train as train_lib
 from graph_attacks import triggers
 
-ATTACKS = ('sba_samp', 'sba_gen', 'gta', 'ugba', 'dpgba', 'cpgba')
+ATTACKS = ('sba_samp', 'sba_gen', 'gta', 'ugba', 'dpgba', 'cpgba', 'crossba')
+# Attacks on the pre-trained backbone: no downstream node is poisoned, and
+# only the prompt paradigms (which use that backbone) are attacked.
+BACKBONE_ATTACKS = ('crossba',)
 
 
 @dataclasses.dataclass
@@ -48,6 +52,8 @@ class TrainedAttack:
     history: per-epoch bi-level metrics (empty for SBA).
     selected: CP-GBA's model selection (`selection.ValidationSelector`),
       `{'epoch', 'val_asr', 'checks': [(epoch, asr)]}`; None when off.
+    backbone: CrossBA's backdoored pre-trained GNN, which the prompt
+      victims use instead of the clean one; None for the other attacks.
   """
 
   name: str
@@ -58,6 +64,7 @@ class TrainedAttack:
   seconds: float
   history: list
   selected: dict | None = None
+  backbone: nnx.Module | None = None
 
 
 def validate(
@@ -133,12 +140,16 @@ def train_attack(
   """
   t0 = time.time()
   n = graph.nodes.shape[0]
-  size = cfg.cpgba.size if name == 'cpgba' else cfg.baseline_size
+  size = {'cpgba': cfg.cpgba.size, 'crossba': cfg.crossba.size}.get(
+    name, cfg.baseline_size
+  )
   validate(
     name, n, num_classes, cfg.target, size, cfg.num_poison, len(split.unlabeled)
   )
   target = int(cfg.target)
   train_mask = split.mask('train', n).astype(np.float32)
+  if name == 'crossba':
+    return _train_crossba(graph, labels, split, cfg, pretrained, seed, t0)
   if name in ('sba_samp', 'sba_gen', 'gta'):
     poison = cluster.random_selection(split.unlabeled, cfg.num_poison, seed)
     enc = None
@@ -312,13 +323,65 @@ def train_attack(
   )
 
 
+def _train_crossba(graph, labels, split, cfg, pretrained, seed, t0):
+  """CrossBA: backdoors a copy of the pre-trained GNN (`crossba.backdoor`)."""
+  if pretrained is None:
+    raise ValueError("attack 'crossba' needs the pre-trained GNN")
+  c, target = cfg.crossba, int(cfg.target)
+  candidates = np.concatenate([split.train, split.unlabeled])
+  attacked = crossba.select_nodes(
+    graph, candidates, c.poison_rate, c.selection, seed
+  )
+  t_nodes = split.train[np.asarray(labels)[split.train] == target]
+  t_emb = crossba.target_embedding(pretrained, graph, t_nodes)
+  backbone, trigger, hist = crossba.backdoor(
+    pretrained,
+    graph,
+    attacked,
+    t_emb,
+    size=c.size,
+    epochs=c.epochs,
+    trigger_steps=c.trigger_steps,
+    gnn_steps=c.gnn_steps,
+    trigger_learning_rate=c.trigger_learning_rate,
+    gnn_learning_rate=c.gnn_learning_rate,
+    reg_trigger_n=c.reg_trigger_n,
+    reg_trigger_f=c.reg_trigger_f,
+    reg_gnn=c.reg_gnn,
+    reg_dormant=c.reg_dormant,
+    seed=seed,
+  )
+  history = [
+    {'outer_loss': float(b), 'target_cos': float(t)}
+    for b, t in zip(hist.backbone_loss, hist.target_cos, strict=True)
+  ]
+  return TrainedAttack(
+    'crossba',
+    np.zeros(0, np.int64),
+    target,
+    functional.module_fn(trigger, 'eval'),
+    c.size,
+    time.time() - t0,
+    history,
+    backbone=backbone,
+  )
+
+
 def poison(graph, labels, train_mask, attack: TrainedAttack, seed: int = 0):
   """Attaches the triggers to V_P and relabels V_P to the target.
+
+  An attack that poisons no node (CrossBA) returns the graph unchanged.
 
   Returns:
     (graph with N + P n nodes, labels `[N + P n]`, train mask `[N + P n]`
     covering V_L and V_P; trigger nodes are unlabelled).
   """
+  if attack.poisoned.size == 0:
+    return (
+      jax.tree.map(np.asarray, graph),
+      np.asarray(labels).copy(),
+      np.asarray(train_mask, np.float32).copy(),
+    )
   g = jax.tree.map(jnp.asarray, graph)
   idx = jnp.asarray(attack.poisoned)
   trig = attack.trigger_fn(g.nodes[idx], jax.random.key(seed))

@@ -19,6 +19,7 @@ import ml_collections
 
 from common import schema
 from graph_attacks import attacks as attacks_lib
+from graph_attacks import crossba
 from graph_attacks import defences
 from graph_attacks import victims
 from graph_attacks.data import csbm
@@ -91,6 +92,20 @@ FIELDS: dict = {
       'select_every': schema.integer(0),
       'select_epochs': _POS,
     },
+    'crossba': {
+      'size': schema.integer(2),
+      'poison_rate': schema.number(0.0, 1.0, open_low=True),
+      'selection': schema.choice(crossba.SELECTIONS),
+      'epochs': _POS,
+      'trigger_steps': schema.integer(0),
+      'gnn_steps': _POS,
+      'trigger_learning_rate': _LR,
+      'gnn_learning_rate': _LR,
+      'reg_trigger_n': _RATE,
+      'reg_trigger_f': _RATE,
+      'reg_gnn': _RATE,
+      'reg_dormant': _NONNEG,
+    },
   },
   'victim': {
     'seed_offset': schema.integer(0),
@@ -138,6 +153,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'config.defence_paradigms: paradigm {p!r} is not in '
         f'config.paradigms {tuple(config.paradigms)}'
       )
+  cb = config.attack.crossba
+  if cb.reg_trigger_n + cb.reg_trigger_f >= 1.0:
+    raise schema.ConfigError(
+      'config.attack.crossba.reg_trigger_n + reg_trigger_f = '
+      f'{cb.reg_trigger_n + cb.reg_trigger_f}: must be < 1 (the weight of '
+      'the target term is 1 - r_n - r_f)'
+    )
   if config.data.source == 'planetoid' and not config.data.data_dir:
     raise schema.ConfigError(
       "config.data.source='planetoid' needs config.data.data_dir (the folder "

@@ -30,11 +30,22 @@ HISTORY_KEYS = ('outer_asr', 'outer_loss')
 defence_fn = prepare.defence_fn
 
 
-def victim_runs(config: ml_collections.ConfigDict):
-  """The (defence, paradigm) pairs a unit trains, in order."""
+def victim_runs(config: ml_collections.ConfigDict, attack_name=None):
+  """The (defence, paradigm) pairs a unit trains, in order.
+
+  A backbone attack (CrossBA) reaches only the prompt paradigms, the ones
+  that use the pre-trained GNN; they are its only victims, so they run
+  under every defence whatever `defence_paradigms` says (RIGBD, which
+  retrains a supervised model, excepted).
+  """
+  backbone = attack_name in attacks_lib.BACKBONE_ATTACKS
   for dname in config.defences:
     for par in config.paradigms:
-      if dname != 'none' and par not in config.defence_paradigms:
+      if backbone and victims.paradigm_family(par) != 'GPL':
+        continue
+      if (
+        dname != 'none' and par not in config.defence_paradigms and not backbone
+      ):
         continue
       if dname == 'rigbd' and par not in victims.SUPERVISED:
         continue
@@ -87,7 +98,9 @@ def run_seed_attack(
   full_p = graph_lib.pad_to_bucket(full_p)
   rows, eval_time, eval_count = [], 0.0, 0
   built = {}
-  for dname, par in victim_runs(config):
+  if attack.backbone is not None:  # the user downloads the backdoored GNN
+    pretrained = attack.backbone
+  for dname, par in victim_runs(config, attack_name):
     if dname not in built:
       dfn = prepare.defence_fn(dname, config.defence, g_p, num_real)
       built[dname] = (
@@ -158,7 +171,9 @@ def run_seed_attack(
     'attack_seconds': attack.seconds,
     'eval_seconds': eval_time,
     'eval_subgraphs': eval_count,
-    'history': {k: [float(h[k]) for h in attack.history] for k in HISTORY_KEYS},
+    'history': {
+      k: [float(h[k]) for h in attack.history if k in h] for k in HISTORY_KEYS
+    },
     # CP-GBA's model selection: the kept epoch and its validation ASR.
     'selected': attack.selected,
   }

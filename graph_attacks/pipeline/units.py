@@ -72,6 +72,8 @@ def attack_slice(
   own = {k: a[k] for k in a if not isinstance(a[k], ml_collections.ConfigDict)}
   if attack == 'cpgba':
     own['cpgba'] = _d(a.cpgba)
+  elif attack == 'crossba':
+    own['crossba'] = _d(a.crossba)
   elif attack in ('gta', 'ugba', 'dpgba'):
     own['generator'] = _d(a.generator)
     # A term that is off leaves the key as it was before the term existed

@@ -104,6 +104,7 @@ def test_unit_keys_follow_what_each_unit_reads():
     'seed0_clean_gprompt',
     'seed0_sba_samp',
     'seed0_cpgba',
+    'seed0_crossba',
   }
   renamed = tiny.get_config()
   renamed.name = 'other'
@@ -116,12 +117,13 @@ def test_unit_keys_follow_what_each_unit_reads():
     new = _keys(c2)
     return {u for u in base if new[u] != base[u]}
 
-  every_attack = {'seed0_sba_samp', 'seed0_cpgba'}
+  every_attack = {'seed0_sba_samp', 'seed0_cpgba', 'seed0_crossba'}
   assert changed('victim.grace.learning_rate', 0.5) == every_attack | {
     'seed0_clean_grace'
   }
   assert changed('pretrain.epochs', 3) == every_attack | {'seed0_clean_gprompt'}
   assert changed('attack.cpgba.epochs', 7) == {'seed0_cpgba'}
+  assert changed('attack.crossba.epochs', 7) == {'seed0_crossba'}
   assert changed('defence.prune_threshold', 0.3) == every_attack
   assert changed('data.csbm_config', 'small') == set(base)
   assert _keys(c, seed=1) != base
@@ -191,6 +193,7 @@ def test_rerun_reuses_same_config_and_recomputes_changed_units(
     'clean_gprompt',
     'sba_samp',
     'cpgba',
+    'crossba',
   ]
   # The same config: every unit comes from the cache, nothing is prepared.
   again = experiment.run(tiny.get_config(), str(tmp_path))
@@ -210,6 +213,7 @@ def test_rerun_reuses_same_config_and_recomputes_changed_units(
     'clean_gprompt',
     'sba_samp',
     'cpgba',
+    'crossba',
   ]
   # Back to the first config: the units the changed configs overwrote
   # recompute; the GCN and GRACE clean units are still the first config's.
@@ -220,6 +224,7 @@ def test_rerun_reuses_same_config_and_recomputes_changed_units(
     'clean_gprompt',
     'sba_samp',
     'cpgba',
+    'crossba',
   ]
 
 

@@ -12,7 +12,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(
     dict(source='csbm', csbm_config='small', data_dir='', name='cora')
   )
-  c.attacks = ('sba_samp', 'sba_gen', 'gta', 'ugba', 'dpgba', 'cpgba')
+  c.attacks = (
+    'sba_samp',
+    'sba_gen',
+    'gta',
+    'ugba',
+    'dpgba',
+    'cpgba',
+    'crossba',
+  )
   c.paradigms = ('gcn', 'gat', 'sage', 'grace', 'gprompt')
   c.defences = ('none', 'prune', 'od', 'rigbd')
   # Victims trained under each defence (RIGBD: supervised ones only). The
@@ -64,6 +72,27 @@ def get_config() -> ml_collections.ConfigDict:
         # `selection.py`). 0 = off (the final repository).
         select_every=10,
         select_epochs=100,
+      ),
+      # CrossBA backdoors the pre-trained GNN (`crossba.py`): a 3-node
+      # trigger graph on the lowest-degree tenth of the attacker's nodes;
+      # r_n, r_f, r_g as the released code's --reg_param_trigger_n/_f and
+      # --reg_param_gnn. reg_dormant (r_d, not in the code) keeps the
+      # trigger inert on the clean backbone: without it the learned trigger
+      # flips the clean backbone's prompt victim too (an evasion attack,
+      # clean-victim ASR 1.0 on the 'small' graph; README).
+      crossba=dict(
+        size=3,
+        poison_rate=0.1,
+        selection='degree_min',
+        epochs=100,
+        trigger_steps=1,
+        gnn_steps=1,
+        trigger_learning_rate=0.01,
+        gnn_learning_rate=1e-3,
+        reg_trigger_n=0.05,
+        reg_trigger_f=0.05,
+        reg_gnn=0.5,
+        reg_dormant=0.5,
       ),
     )
   )

@@ -37,6 +37,8 @@ def get_config():
       lambda_homo=10.0,
     )
   )
+  # The released CrossBA code has no dormancy term.
+  a.crossba.reg_dormant = 0.0
   v = c.victim
   v.hidden = 128
   v.epochs = 1000

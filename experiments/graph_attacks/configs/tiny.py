@@ -15,7 +15,7 @@ def get_config():
   c.name = 'tiny'
   c.seeds = (0,)
   c.data.csbm_config = 'tiny'
-  c.attacks = ('sba_samp', 'cpgba')
+  c.attacks = ('sba_samp', 'cpgba', 'crossba')
   c.paradigms = ('gcn', 'grace', 'gprompt')
   c.defences = ('none', 'prune')
   c.defence_paradigms = ('gcn',)
@@ -39,6 +39,7 @@ def get_config():
       inner_steps=2,
     )
   )
+  a.crossba.epochs = 20
   v = c.victim
   v.hidden = 16
   v.grace.update(dict(hidden=16, proj=16, epochs=10))
