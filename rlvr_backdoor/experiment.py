@@ -967,6 +967,13 @@ def _write(config, workdir, data, runs, sel_info, seconds):
       },
     },
   ]
+  # A run too short to sample a poisoned group (or to evaluate) has no
+  # points for that arm: drop the empty series, and curves left empty.
+  curves = [
+    dict(c, series={k: v for k, v in c['series'].items() if v['x']})
+    for c in curves
+  ]
+  curves = [c for c in curves if c['series']]
   if all('poisoned' in d for d in det):
     d0 = det[0]
     curves.append(
