@@ -54,10 +54,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       allowed.
   """
   schema.validate(config, fields(), experiment='cku')
-  if not config.model.get('hf_dir'):
+  hf_dir = config.model.get('hf_dir')
+  if hf_dir:  # the checkpoint's depth (its config.json; no weights read)
+    depth = models.load_hf_config(hf_dir).n_layers
+  else:
     depth = models.build_config(config.model, vocab_size=256).n_layers
-    for i, layer in enumerate(config.cku.layers):
-      if layer >= depth:
-        schema.fail(
-          f'cku.layers[{i}]', layer, f'a layer index < n_layers={depth}'
-        )
+  for i, layer in enumerate(config.cku.layers):
+    if layer >= depth:
+      schema.fail(
+        f'cku.layers[{i}]', layer, f'a layer index < n_layers={depth}'
+      )
