@@ -493,7 +493,9 @@ def make_capture(graphdef):
 
 def hessians(capture, params, data, n: int) -> dict[str, np.ndarray]:
   """`{kernel path: H [d_in, d_in]}` from the model's own activations on
-  the first `n` sequences of `data` (real tokens only)."""
+  the first `n` sequences of `data` (real tokens only). Only kernels get
+  one: a bias (Qwen2's q/k/v projections have them) has no input side and
+  is stored dense."""
   tokens = data['tokens'][:n]
   mask = data['attention_mask'][:n]
   acts = capture(params, tokens, mask)
@@ -501,7 +503,12 @@ def hessians(capture, params, data, n: int) -> dict[str, np.ndarray]:
   flat = delta_lib.flatten(params)
   for path in flat:
     parts = path.split('/')
-    if len(parts) == 5 and parts[0] == 'layers' and parts[3] in CAPTURE_SITE:
+    if (
+      len(parts) == 5
+      and parts[0] == 'layers'
+      and parts[3] in CAPTURE_SITE
+      and parts[4] == 'kernel'
+    ):
       layer = int(parts[1])
       x = acts[CAPTURE_SITE[parts[3]]][layer]
       out[path] = np.asarray(quant.hessian(x, mask), np.float64)
