@@ -28,6 +28,7 @@ _MARKER_MAX_POINTS = 30
 # own line style and marker, cycled in this order.
 _STYLES = ('-', '--', '-.', ':')
 _MARKERS = ('o', 's', '^', 'D', 'v', 'x', '*', 'P')
+_INSIDE_LEGEND_MAX = 4  # more series than this: the legend goes outside
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -77,7 +78,10 @@ def plot_curve(
   ax.set_xlabel(curve.get('xlabel', ''))
   ax.set_ylabel(curve.get('ylabel', ''))
   ax.grid(alpha=0.3)
-  if len(curve['series']) > 1:
+  if len(curve['series']) > _INSIDE_LEGEND_MAX:
+    # Many series: the legend goes beside the axes, so it hides no line.
+    fig.legend(fontsize='small', loc='outside right upper')
+  elif len(curve['series']) > 1:
     ax.legend(fontsize='small')
   fig.savefig(path, dpi=dpi)
   return path
