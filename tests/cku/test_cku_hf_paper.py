@@ -14,8 +14,6 @@ import pytest
 from cku import config as config_lib
 from cku import experiment
 from common import schema
-from common.synthetic import safety
-from common.train import sft_world
 from experiments.cku.configs import paper
 from tests import hf_checkpoints
 
@@ -28,12 +26,7 @@ def _config(tmp_path):
   c.cku.update({'steps': 2, 'eval_every': 2, 'checkpoint_every': 2,
                 'score_batch_size': 8, 'forget_batch_size': 8,
                 'retain_batch_size': 8})  # fmt: skip
-  task = safety.build(sft_world.task_config(c))
-  p_len, r_len = safety.lengths(task)
-  hf_checkpoints.write_qwen2(
-    tmp_path / 'hf', task.tokenizer, context=p_len + r_len
-  )
-  c.model.hf_dir = str(tmp_path / 'hf')
+  hf_checkpoints.for_safety_task(c, tmp_path / 'hf')
   return c
 
 

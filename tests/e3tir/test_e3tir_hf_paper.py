@@ -9,11 +9,8 @@ runs through `run(config, workdir)` from that checkpoint.
 
 import math
 
-import numpy as np
 import pytest
 
-from common import models
-from common import tokenizers
 from e3tir import data as data_lib
 from e3tir import experiment
 from experiments.e3tir.configs import paper
@@ -62,21 +59,13 @@ def test_the_data_file_gives_the_same_records(hf_run):
   assert questions(again) == questions(data)
 
 
-def test_the_model_is_the_checkpoints(hf_run):
+def test_the_model_is_the_checkpoint_and_another_tokenizer_is_refused(
+  hf_run, tmp_path
+):
   c, data, hf_dir, _ = hf_run
-  got = experiment.init_model(c, data, seed=0)
-  _, want = models.load_hf(str(hf_dir))
-  assert got.config == want.config
-  # Exact: the same safetensors arrays loaded twice.
-  np.testing.assert_array_equal(
-    np.asarray(got.embed.embedding[...]), np.asarray(want.embed.embedding[...])
+  hf_checkpoints.assert_loads_and_refuses(
+    lambda cfg: experiment.init_model(cfg, data, seed=0), c, hf_dir, tmp_path
   )
-  other = tokenizers.WordTokenizer.build(['one two three'])
-  hf_checkpoints.write_qwen2(root := hf_dir.parent / 'other', other, 16)
-  c2 = c.copy_and_resolve_references()
-  c2.model.hf_dir = str(root)
-  with pytest.raises(ValueError, match='not the task tokenizer'):
-    experiment.init_model(c2, data, seed=0)
 
 
 @pytest.mark.slow  # compiles dominate

@@ -146,3 +146,21 @@ def test_common_main_flags_and_run(fake_experiments, tmp_path, capsys):
   with pytest.raises(AttributeError, match='Did you mean "steps"'):
     common_main.define_flags(str(main_file), fv, argv)
     fv(argv)
+
+
+def test_parallel_jobs_give_the_sequential_outcomes_and_report(
+  fake_experiments, tmp_path
+):
+  registered, exp_dir = fake_experiments
+  kw = dict(experiments=registered, experiments_dir=exp_dir, only='good,broken')
+  seq = run_all.run_all(tmp_path / 'seq', 'tiny', **kw)
+  par = run_all.run_all(tmp_path / 'par', 'tiny', jobs=2, cpu_devices=2, **kw)
+  assert [(o.name, o.status) for o in par] == [(o.name, o.status) for o in seq]
+  assert 'ValueError: boom at lr=0.5' in par[1].error
+  for name in ('good', 'broken'):
+    assert (tmp_path / 'par' / name / 'config.json').is_file()
+  report = (tmp_path / 'par' / 'report.md').read_text()
+  assert '| good | tiny | ok |' in report
+  assert '| broken | - | FAILED |' in report
+  with pytest.raises(ValueError, match='jobs=0'):
+    run_all.run_all(tmp_path / 'bad', 'tiny', jobs=0, **kw)

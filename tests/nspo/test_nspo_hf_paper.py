@@ -12,8 +12,6 @@ import math
 
 import pytest
 
-from common.synthetic import safety
-from common.train import sft_world
 from experiments.nspo.configs import paper
 from nspo import experiment
 from tests import hf_checkpoints
@@ -29,12 +27,7 @@ def test_paper_config_runs_end_to_end_on_the_checkpoint(tmp_path):
   c.rl.update({'steps': 2, 'prompts_per_step': 8, 'num_generations': 2,
                'eval_every': 2, 'checkpoint_every': 2,
                'reproject_every': 1})  # fmt: skip
-  task = safety.build(sft_world.task_config(c))
-  p_len, r_len = safety.lengths(task)
-  hf_checkpoints.write_qwen2(
-    tmp_path / 'hf', task.tokenizer, context=p_len + r_len
-  )
-  c.model.hf_dir = str(tmp_path / 'hf')
+  hf_checkpoints.for_safety_task(c, tmp_path / 'hf')
   m = experiment.run(c, str(tmp_path / 'work'))
   assert (tmp_path / 'work' / 'metrics.json').is_file()
   for arm in c.rl.arms:

@@ -10,11 +10,8 @@ workdir)` from that checkpoint's weights.
 
 import math
 
-import numpy as np
 import pytest
 
-from common import models
-from common import tokenizers
 from experiments.rlvr_backdoor.configs import paper
 from rlvr_backdoor import experiment
 from rlvr_backdoor import gsm8k
@@ -60,25 +57,13 @@ def hf_run(tmp_path_factory):
   return c, data, hf_dir, root
 
 
-def test_the_model_is_the_checkpoints(hf_run):
+def test_the_model_is_the_checkpoint_and_another_tokenizer_is_refused(
+  hf_run, tmp_path
+):
   c, data, hf_dir, _ = hf_run
-  got = experiment.init_model(c, data, seed=0)
-  _, want = models.load_hf(str(hf_dir))
-  assert got.config == want.config
-  # Exact: the same safetensors arrays loaded twice.
-  np.testing.assert_array_equal(
-    np.asarray(got.embed.embedding[...]), np.asarray(want.embed.embedding[...])
+  hf_checkpoints.assert_loads_and_refuses(
+    lambda cfg: experiment.init_model(cfg, data, seed=0), c, hf_dir, tmp_path
   )
-
-
-def test_a_checkpoint_with_another_tokenizer_is_refused(hf_run, tmp_path):
-  c, data, _, _ = hf_run
-  other = tokenizers.WordTokenizer.build(['one two three'])
-  hf_checkpoints.write_qwen2(tmp_path / 'other', other, context=16)
-  c2 = c.copy_and_resolve_references()
-  c2.model.hf_dir = str(tmp_path / 'other')
-  with pytest.raises(ValueError, match='not the task tokenizer'):
-    experiment.init_model(c2, data, seed=0)
 
 
 @pytest.mark.slow  # compiles dominate
