@@ -216,11 +216,45 @@ def observation_ids(tokenizer, text: str, max_tokens: int) -> list[int]:
   return ids[: max_tokens - 2] + ids[-2:]
 
 
+def encode(tokenizer, text: str, add_bos: bool = False) -> list[int]:
+  """Token ids of `text`; BOS first if asked and the tokenizer has one (a
+  word tokenizer's `<bos>`; Qwen2's BPE has none)."""
+  ids = list(tokenizer.encode(text))
+  bos = getattr(tokenizer, 'bos_id', None)
+  return [bos] + ids if add_bos and bos is not None else ids
+
+
+def tag_sequences(tokenizer, tag: str) -> tuple[tuple[int, ...], ...]:
+  """The token sequences that spell `tag` (e.g. `'</search>'`) in
+  generated text: alone, and after a space (a byte-level BPE merges the
+  space into the first piece: `' </'`, `'search'`, `'>'`). One single-id
+  sequence for a word tokenizer, whose tags are tokens."""
+  unk = getattr(tokenizer, 'unk_id', None)
+  out = []
+  for text in (tag, ' ' + tag):
+    ids = tuple(encode(tokenizer, text))
+    if unk is not None and unk in ids:
+      raise ValueError(f'{tag!r} is not in the tokenizer vocabulary')
+    if ids and ids not in out:
+      out.append(ids)
+  if not out:
+    raise ValueError(f'the tokenizer encodes {tag!r} as no tokens')
+  return tuple(out)
+
+
+def ended_by(ids: Sequence[int], sequences) -> bool:
+  """Whether `ids` ends with one of `sequences`."""
+  return any(
+    len(ids) >= len(s) and tuple(ids[len(ids) - len(s) :]) == s
+    for s in sequences
+  )
+
+
 def left_pad(tokenizer, texts: Sequence[str], prompt_len: int | None = None):
   """`(tokens [B, P], mask [B, P])`: texts encoded with BOS, left-padded."""
   if len(texts) == 0:
     raise ValueError('a rollout needs at least one prompt')
-  encoded = [tokenizer.encode(p, add_bos=True) for p in texts]
+  encoded = [encode(tokenizer, p, add_bos=True) for p in texts]
   p_len = prompt_len or max(len(e) for e in encoded)
   if max(len(e) for e in encoded) > p_len:
     raise ValueError(f'a prompt has more than prompt_len={p_len} tokens')
@@ -233,7 +267,8 @@ def left_pad(tokenizer, texts: Sequence[str], prompt_len: int | None = None):
 
 
 def generation_config(tokenizer, env: ToolEnvironment, config):
-  """The sampler's `GenerationConfig`: stop at every closing tag."""
+  """The sampler's `GenerationConfig`: stop at every closing tag (each of
+  its token sequences, `tag_sequences`)."""
   closes = [f'</{t}>' for t in (*env.call_tags, env.answer_tag)]
   return sampler_lib.GenerationConfig(
     max_new_tokens=config.max_new_tokens,
@@ -241,7 +276,9 @@ def generation_config(tokenizer, env: ToolEnvironment, config):
     top_k=config.top_k,
     top_p=config.top_p,
     eos_ids=(tokenizer.eos_id,),
-    stop_sequences=tuple((tokenizer.token_id(c),) for c in closes),
+    stop_sequences=tuple(
+      seq for c in closes for seq in tag_sequences(tokenizer, c)
+    ),
     pad_id=tokenizer.pad_id,
   )
 
@@ -259,7 +296,9 @@ def rollout(
 
   Args:
     sampler: a `Sampler` with capacity >= `config.capacity(prompt_len)`.
-    tokenizer: `encode/decode/token_id/pad_id/eos_id` (`WordTokenizer`).
+    tokenizer: `encode/decode/pad_id/eos_id` (and `bos_id` if it has
+      one): a `WordTokenizer` or a checkpoint's `BPETokenizer`; closing
+      tags may be several tokens (`tag_sequences`).
     prompts: B prompt texts.
     env: the `ToolEnvironment`.
     rng: PRNG key.
@@ -327,10 +366,8 @@ def continue_rollout(
       f'turn_prefixes needs {b} entries, got {len(turn_prefixes)}'
     )
   gen_cfg = generation_config(tokenizer, env, config)
-  ids_of = {
-    tokenizer.token_id(f'</{t}>'): t for t in env.call_tags
-  }  # closing-tag id -> tool tag
-  close_answer = tokenizer.token_id(f'</{env.answer_tag}>')
+  call_closes = {t: tag_sequences(tokenizer, f'</{t}>') for t in env.call_tags}
+  close_answer = tag_sequences(tokenizer, f'</{env.answer_tag}>')
   pad = tokenizer.pad_id
   resp = [[] for _ in range(b)]
   logp = [[] for _ in range(b)]
@@ -359,12 +396,14 @@ def continue_rollout(
       gen[i] += [True] * n
       if reasons[i] == sampler_lib.FINISH_EOS:
         done[i], finish[i] = True, 'eos'
-      elif n and ids[-1] == close_answer:
+      elif ended_by(ids, close_answer):
         done[i], finish[i] = True, 'answer'
       elif turn >= left[i]:
         done[i], finish[i] = True, 'turns'
       else:
-        tag = ids_of.get(ids[-1]) if n else None
+        tag = next(
+          (t for t, seqs in call_closes.items() if ended_by(ids, seqs)), None
+        )
         head = [] if turn or turn_prefixes is None else list(turn_prefixes[i])
         calls.append(ToolCall(int(i), tag, tokenizer.decode(head + ids)))
     obs: dict[int, list[int]] = {}
