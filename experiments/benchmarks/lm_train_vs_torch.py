@@ -13,8 +13,10 @@ batch with AdamW (same hyperparameters) and next-token cross-entropy:
 The loss at step 0 must agree (rtol 1e-4), and the loss after the first
 update is printed for both. Throughput is tokens/s over `--steps` timed
 steps after warm-up (compilation excluded), one JAX and one PyTorch step
-per round, medians. By default both run single-threaded (`--threads`), a
-per-core comparison that the shared machine's load disturbs least. Run:
+per round, medians. By default both run single-threaded (`--threads`; the
+process is pinned to that many CPUs, since XLA:CPU sizes its thread pool
+from the CPUs it may use), a per-core comparison that the shared machine's
+load disturbs least. Run:
 
   python -m experiments.benchmarks.lm_train_vs_torch [--smoke]
 """
@@ -182,6 +184,14 @@ def main(argv=None):
 
   if args.threads:
     torch.set_num_threads(args.threads)
+    # XLA:CPU sizes its intra-op pool (which runs independent thunks
+    # concurrently even with Eigen's multi-threading off) from the CPUs this
+    # process may use: without pinning, a "one-thread" JAX step spent 1.5
+    # CPU-seconds per wall second on 2 cores. Pin the process to that many
+    # CPUs before the backend starts.
+    if hasattr(os, 'sched_setaffinity'):
+      cpus = sorted(os.sched_getaffinity(0))
+      os.sched_setaffinity(0, cpus[-args.threads :])
     # XLA reads its flags when the CPU backend starts (first computation);
     # under a test runner that already started it, these have no effect.
     # (XLA:CPU has no thread-count flag; with Eigen's pool off its dots and
