@@ -22,3 +22,8 @@ EXPERIMENTS: dict[str, str] = {
   'rlvr_backdoor': 'rlvr_backdoor.experiment:run',
   'e3tir': 'e3tir.experiment:run',
 }
+
+# Experiments whose results include times measured in the run (DHP's planner
+# latency and its cost-model calibration): with `run_all --jobs=N` they run
+# by themselves, after the others, so that no other job's load is in them.
+RUN_ALONE: frozenset[str] = frozenset({'dhp'})

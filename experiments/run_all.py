@@ -16,8 +16,9 @@ process of its own (spawned: JAX is initialised per process with
 `--cpu_devices`), and the report is written once all have finished. Every
 experiment is single-process and mostly single-threaded on CPU (small
 models; compilation is serial), so two jobs on two cores take about half
-the wall time; times measured inside an experiment (DHP's planner latency
-and cost calibration) then include the other job's load.
+the wall time. Experiments that time themselves (`registry.RUN_ALONE`:
+DHP's planner latency and cost calibration) then run by themselves after
+the others, so that no other job's load is in their numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pathlib
 import sys
 import time
 import traceback
+from collections.abc import Collection
 from collections.abc import Mapping
 from collections.abc import Sequence
 
@@ -242,6 +244,7 @@ def run_all(
   overwrite: bool = False,
   jobs: int = 1,
   cpu_devices: int | None = None,
+  run_alone: Collection[str] | None = None,
 ) -> list[Outcome]:
   """Runs the selected experiments and writes the report.
 
@@ -262,6 +265,8 @@ def run_all(
       process (see the module docstring).
     cpu_devices: simulated CPU devices of those processes (default: this
       process's `jax_num_cpu_devices`).
+    run_alone: with `jobs` > 1, these run one at a time after the others
+      (default: `registry.RUN_ALONE`).
 
   Returns:
     One `Outcome` per experiment run now, in registry order.
@@ -291,7 +296,15 @@ def run_all(
   else:
     if cpu_devices is None:
       cpu_devices = jax.config.jax_num_cpu_devices
-    outcomes = _run_parallel(jobs, cpu_devices, calls)
+    if run_alone is None:
+      run_alone = registry.RUN_ALONE
+    together = [c for c in calls if c[0] not in run_alone]
+    alone = [c for c in calls if c[0] in run_alone]
+    outcomes = _run_parallel(jobs, cpu_devices, together) + [
+      _run_parallel(1, cpu_devices, [c])[0] for c in alone
+    ]
+    order = {c[0]: i for i, c in enumerate(calls)}
+    outcomes.sort(key=lambda o: order[o.name])
   now = {o.name: o for o in outcomes}
   shown = [now.get(n) or earlier.get(n) for n in experiments]
   shown = [o for o in shown if o is not None]

@@ -156,6 +156,13 @@ def test_parallel_jobs_give_the_sequential_outcomes_and_report(
   seq = run_all.run_all(tmp_path / 'seq', 'tiny', **kw)
   par = run_all.run_all(tmp_path / 'par', 'tiny', jobs=2, cpu_devices=2, **kw)
   assert [(o.name, o.status) for o in par] == [(o.name, o.status) for o in seq]
+  # One run alone (after the others): the same outcomes, in registry order.
+  alone = run_all.run_all(
+    tmp_path / 'alone', 'tiny', jobs=2, cpu_devices=2, run_alone={'good'}, **kw
+  )
+  assert [(o.name, o.status) for o in alone] == [
+    (o.name, o.status) for o in seq
+  ]
   assert 'ValueError: boom at lr=0.5' in par[1].error
   for name in ('good', 'broken'):
     assert (tmp_path / 'par' / name / 'config.json').is_file()
