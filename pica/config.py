@@ -102,6 +102,11 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     # the oracle arm's hazards for '+' (pivot) and '-' search steps
     'oracle_low': (0.05, _float(0.0, high=1.0)),
     'oracle_high': (0.95, _float(0.0, high=1.0)),
+    # the token at which a step's hazard is read: added to the word
+    # tokenizer; with `hf_model_dir` one token of the checkpoint's
+    # vocabulary (PiCA's released code: Qwen2.5's unused
+    # '<|vision_start|>')
+    'placeholder': ('<step>', schema.string(non_empty=True)),
   },
   'rl': {
     **_STEPS,
@@ -142,11 +147,41 @@ TOP = {
   'seeds': (None, schema.optional(schema.seeds())),
   'arms': (('outcome', 'pica'), schema.names(ARMS)),
   'max_prompt_len': (REQUIRED, _int(1)),
+  # the paper path: a Hugging Face policy directory (its weights, config
+  # and tokenizer; '' = an NNX model of `config.model`, the word tokenizer)
+  'hf_model_dir': ('', _str),
+  # Search-R1 / FlashRAG files `{'corpus', 'train', 'test': [...]}`
+  # (`pica.data`; None = the embedded knowledge world of `config.world`,
+  # which is then unused)
+  'data': (None, schema.optional(lambda n, v: _check_data(n, v))),
+  # prepend Search-R1's instruction to every question (an instruct model
+  # needs it; the small models learn the protocol from SFT instead)
+  'prompt_instruction': (False, schema.boolean()),
 }
+DATA_KEYS = ('corpus', 'train', 'test')
+
+
+def _check_data(name: str, value) -> None:
+  value = value.to_dict() if hasattr(value, 'to_dict') else value
+  if not isinstance(value, dict) or set(value) != set(DATA_KEYS):
+    got = sorted(value) if isinstance(value, dict) else value
+    schema.fail(
+      name, got, f'a dict with exactly the keys {", ".join(DATA_KEYS)}'
+    )
+  for key in ('corpus', 'train'):
+    if not isinstance(value[key], str) or not value[key]:
+      schema.fail(f'{name}.{key}', value[key], 'a JSONL file path')
+  test = value['test']
+  if (
+    isinstance(test, str)
+    or not test
+    or not all(isinstance(t, str) and t for t in test)
+  ):
+    schema.fail(f'{name}.test', test, 'a non-empty list of JSONL file paths')
+
+
 # sections checked against a dataclass
 DATACLASS_SECTIONS = ('world', 'rollout', 'model', 'reward')
-# accepted, but `run` refuses them (file datasets are not wired yet)
-UNWIRED = ('data', 'hf_model_dir')
 
 
 def _plain(section) -> dict[str, Any]:
@@ -212,19 +247,15 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   Raises:
     ValueError: an unknown field, a missing required field, a value of the
-      wrong type or out of range, or `data` / `hf_model_dir` (file datasets
-      with a Hugging Face model are not wired into `run` yet).
+      wrong type or out of range. (Missing or malformed data files and
+      checkpoints are reported when `pica.stages.context.Context` reads
+      them, before any training.)
   """
   c = _plain(config)
-  allowed = list(TOP) + list(SECTIONS) + list(DATACLASS_SECTIONS) + [*UNWIRED]
+  allowed = list(TOP) + list(SECTIONS) + list(DATACLASS_SECTIONS)
   _check_keys('config', c, allowed)
-  if c.get('data') is not None or c.get('hf_model_dir'):
-    raise schema.ConfigError(
-      'pica.experiment.run trains on the embedded knowledge world only; '
-      'file datasets (config.data) with a Hugging Face model '
-      '(config.hf_model_dir) are not wired yet. Remove both keys, or use '
-      'pica.data / common.retrieval / common.models.load_hf directly.'
-    )
+  if c.get('data') is not None:
+    c['data'] = _plain(c['data'])
   out: dict[str, Any] = {}
   for name, (default, check) in TOP.items():
     v = c.get(name, default)

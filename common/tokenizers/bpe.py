@@ -91,6 +91,21 @@ class BPETokenizer:
   def vocab_size(self) -> int:
     return self.tok.get_vocab_size()
 
+  def token_id(self, token: str) -> int:
+    """The id of `token`, one entry of the vocabulary (e.g. a special
+    token such as `'<|vision_start|>'`).
+
+    Raises:
+      ValueError: `token` is not one vocabulary entry.
+    """
+    i = self.tok.token_to_id(token)
+    if i is None:
+      raise ValueError(
+        f'{token!r} is not one token of the vocabulary (it encodes as '
+        f'{len(self.encode(token))} pieces).'
+      )
+    return i
+
   def encode(self, text: str, add_eos: bool = False) -> list[int]:
     """Token ids of `text` (no special tokens added), `eos_id` if asked."""
     ids = self.tok.encode(text, add_special_tokens=False).ids
@@ -188,12 +203,20 @@ def _token(value) -> str | None:
 
 
 def train_bpe(
-  texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2
+  texts: Iterable[str],
+  vocab_size: int = 2048,
+  min_frequency: int = 2,
+  extra_special_tokens: Sequence[str] = (),
 ) -> BPETokenizer:
-  """Trains a byte-level BPE on `texts` (deterministic for fixed input)."""
-  if vocab_size < 256 + len(SPECIALS):
+  """Trains a byte-level BPE on `texts` (deterministic for fixed input).
+
+  The vocabulary holds `SPECIALS` and `extra_special_tokens` (each one
+  token, never split or merged) besides the learnt merges.
+  """
+  specials = list(dict.fromkeys([*SPECIALS, *extra_special_tokens]))
+  if vocab_size < 256 + len(specials):
     raise ValueError(
-      f'vocab_size={vocab_size} must be >= {256 + len(SPECIALS)} (256 byte '
+      f'vocab_size={vocab_size} must be >= {256 + len(specials)} (256 byte '
       'symbols plus the special tokens)'
     )
   tok = tokenizers.Tokenizer(tok_models.BPE())
@@ -202,7 +225,7 @@ def train_bpe(
   trainer = trainers.BpeTrainer(
     vocab_size=vocab_size,
     min_frequency=min_frequency,
-    special_tokens=list(SPECIALS),
+    special_tokens=specials,
     initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     show_progress=False,
   )

@@ -1,9 +1,10 @@
 """Greedy evaluation: EM and searches per split.
 
-Splits: the held-out-entity test questions per hop count
-(`test_<k>hop`) and the compositional split (unseen relation chains), the
-first `eval.num_questions` of each, rolled out greedily in batches of
-`eval.batch_size` with the shared sampler.
+Splits (`pica.stages.context.Questions.evals`): on the knowledge world the
+held-out-entity test questions per hop count (`test_<k>hop`) and the
+compositional split (unseen relation chains); on files one `test_<stem>`
+per test file. The first `eval.num_questions` of each are rolled out
+greedily in batches of `eval.batch_size` with the shared sampler.
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ def eval_key(ctx: context_lib.Context) -> jax.Array:
 
 
 def splits(ctx: context_lib.Context) -> dict[str, list]:
-  """`{name: questions}`, sorted by name, empty splits left out."""
+  """`{name: the first eval.num_questions questions}` of every split of
+  `ctx.questions.evals` (sorted by name, none empty)."""
   n = ctx.config.eval.num_questions
-  groups: dict[str, list] = {}
-  for q in ctx.world.split('test'):
-    groups.setdefault(f'test_{q["hops"]}hop', []).append(q)
-  groups['compositional'] = ctx.world.split('compositional')
-  return {k: v[:n] for k, v in sorted(groups.items()) if v}
+  return {k: v[:n] for k, v in ctx.questions.evals.items()}
 
 
 def evaluate(ctx: context_lib.Context, params) -> dict[str, float]:

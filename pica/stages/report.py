@@ -106,9 +106,10 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
   for a in arms:
     name = 'outcome_only' if a == 'outcome' else a
     summary[f'heldout_em_{name}'] = float(np.mean(values(a, 'heldout_em')))
-    summary[f'compositional_em_{name}'] = float(
-      np.mean(values(a, 'compositional_em'))
-    )
+    if 'compositional' in splits:  # the knowledge world's split
+      summary[f'compositional_em_{name}'] = float(
+        np.mean(values(a, 'compositional_em'))
+      )
   effects = []
   for a in (x for x in STEP_ARMS if x in arms):
     both = [
@@ -118,10 +119,10 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     ]
     if not both:
       continue
-    for key, label, paper in (
-      ('heldout_em', 'held-out EM (test splits)', PAPER_GAIN),
-      ('compositional_em', 'compositional EM', ''),
-    ):
+    measures = [('heldout_em', 'held-out EM (test splits)', PAPER_GAIN)]
+    if 'compositional' in splits:
+      measures.append(('compositional_em', 'compositional EM', ''))
+    for key, label, paper in measures:
       e = stats.paired_effect(
         [m[key] for m, _ in both], [b[key] for _, b in both]
       )
@@ -203,6 +204,11 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     [r['histories']['hazard'] for r in runs], 'eval_search_auc'
   )
   rl_arms = [a for a in config.arms if a in arms]
+  sft = mean_series([r['histories']['sft'] for r in runs], 'loss')
+  sft_curve = [  # none when sft.steps = 0 (the paper config)
+    {'title': 'SFT loss', 'xlabel': 'step', 'ylabel': 'loss',
+     'series': {'sft': sft}}
+  ] if sft['x'] else []  # fmt: skip
 
   def arm_curve(title, ylabel, key):
     runs_of = lambda a: [r['histories'][a] for r in runs if a in r['histories']]
@@ -214,7 +220,8 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     }
 
   return {
-    'title': 'PiCA: hazard step rewards vs outcome-only RL (knowledge world)',
+    'title': 'PiCA: hazard step rewards vs outcome-only RL'
+    + (' (knowledge world)' if config.data is None else ''),
     'config_name': config.name,
     'headline': [
       k
@@ -266,14 +273,7 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
           **({'held-out search AUC': held} if held['x'] else {}),
         },
       },
-      {
-        'title': 'SFT loss',
-        'xlabel': 'step',
-        'ylabel': 'loss',
-        'series': {
-          'sft': mean_series([r['histories']['sft'] for r in runs], 'loss')
-        },
-      },
-    ],
+    ]
+    + sft_curve,
     'notes': notes,
   }

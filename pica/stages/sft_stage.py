@@ -16,6 +16,7 @@ import numpy as np
 
 from common import synthetic
 from common import train
+from common.sampling import multiturn
 from common.train import sft
 from pica.stages import context as context_lib
 from pica.stages import optimizer
@@ -35,18 +36,18 @@ def golden_data(ctx: context_lib.Context) -> tuple[dict[str, np.ndarray], int]:
   traces = [
     synthetic.golden_search_trace(
       q,
-      ctx.world.document_by_id,
+      ctx.document_by_id,
       retrieve=lambda s: ctx.retriever.search(s, ctx.rollout_cfg.topk),
       think=False,
     )
     for q in qs
   ]
   max_len = ctx.prompt_len + ctx.rollout_cfg.response_len
-  prompts = [context_lib.prompt(q) for q in qs]
+  prompts = [ctx.prompt(q) for q in qs]
   fits = [
     i
     for i, (p, t) in enumerate(zip(prompts, traces, strict=True))
-    if len(ctx.tok.encode(p, add_bos=True)) <= ctx.prompt_len
+    if len(multiturn.encode(ctx.tok, p, add_bos=True)) <= ctx.prompt_len
     and len(ctx.tok.encode(t)) < ctx.rollout_cfg.response_len
   ]
   if len(fits) < c.batch_size:

@@ -22,6 +22,18 @@ def run(config, workdir):
   metrics.write_json(os.path.join(workdir, 'metrics.json'), result)
   return result
 
+def run_dies_once(config, workdir):
+  # The first attempt's process dies without an exception (as XLA's abort
+  # of a stuck collective does); the second runs.
+  marker = os.path.join(workdir, 'died_once')
+  if not os.path.exists(marker):
+    open(marker, 'w').close()
+    os._exit(3)
+  return run(config, workdir)
+
+def run_always_dies(config, workdir):
+  os._exit(3)
+
 def run_broken(config, workdir):
   raise ValueError(f'boom at lr={config.lr}')
 

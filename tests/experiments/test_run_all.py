@@ -1,6 +1,7 @@
 """run_all over fake registered experiments; the common_main helper."""
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -171,3 +172,24 @@ def test_parallel_jobs_give_the_sequential_outcomes_and_report(
   assert '| broken | - | FAILED |' in report
   with pytest.raises(ValueError, match='jobs=0'):
     run_all.run_all(tmp_path / 'bad', 'tiny', jobs=0, **kw)
+
+
+def test_a_dying_process_is_retried_and_fails_no_other_experiment(
+  fake_experiments, tmp_path
+):
+  registered, exp_dir = fake_experiments
+  for name, target in (('flaky', 'run_dies_once'), ('dead', 'run_always_dies')):
+    registered[name] = f'fake_exp_mod:{target}'
+    shutil.copytree(exp_dir / 'good', exp_dir / name)
+  out = run_all.run_all(
+    tmp_path / 'w', 'tiny', jobs=2, cpu_devices=2, only='good,flaky,dead',
+    experiments=registered, experiments_dir=exp_dir,
+  )  # fmt: skip
+  assert [(o.name, o.status) for o in out] == [
+    ('good', 'ok'),
+    ('flaky', 'ok'),  # died once, then resumed
+    ('dead', 'FAILED'),
+  ]
+  assert out[2].error.count('BrokenProcessPool') == 2  # both attempts
+  report = (tmp_path / 'w' / 'report.md').read_text()
+  assert '| flaky | tiny | ok |' in report

@@ -96,7 +96,7 @@ def test_context_checks_sizes_before_training():
     context_lib.Context(config_lib.resolve(c))
   c = tiny.get_config()
   c.rollout.max_turns = 1
-  with pytest.raises(ValueError, match='max_turns=1 < world max_hops=3'):
+  with pytest.raises(ValueError, match='max_turns=1 < the 3 hops of the longest train decomposition'):
     context_lib.Context(config_lib.resolve(c))
 
 

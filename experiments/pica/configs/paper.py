@@ -2,10 +2,20 @@
 
 Hyperparameters from `novdream/PiCA` `Search-R1/train_ppo.sh` and
 `OpenRLHF/examples/scripts/train_prm_mistral.sh` (research note §1.3,
-§1.7). Documented for accelerators; `pica.experiment.run` does not yet
-run file-based datasets with Hugging Face models (it raises, naming what
-is missing): the library pieces it needs (`pica.data`, `common.retrieval`,
-`common.models.load_hf`) exist.
+§1.7). Runs through the same `pica.experiment.run` as `default`: the
+policy is the Hugging Face checkpoint in `hf_model_dir` (its weights, its
+BPE tokenizer and its chat template around the Search-R1 instruction
+prompt), the questions and corpus are Search-R1 / FlashRAG JSONL files
+(`pica.data`: the train file needs golden decompositions, which the pivot
+labels come from), the hazard is read at Qwen2.5's unused
+`<|vision_start|>` token as in the released code, and there is no SFT
+stage (PiCA starts RL from the instruct model). Point it at your files:
+
+  python -m experiments.pica.main --config=experiments/pica/configs/paper.py \
+    --config.hf_model_dir=/models/Qwen2.5-3B-Instruct \
+    --config.data.corpus=/data/wiki-18.jsonl \
+    --config.data.train=/data/musique_train.jsonl \
+    --config.data.test='("/data/nq/test.jsonl", "/data/hotpotqa/test.jsonl")'
 """
 
 from experiments.pica.configs import default
@@ -30,6 +40,8 @@ def get_config():
     'train': 'path/to/train.jsonl',  # PiCA's RL set is unspecified
     'test': [f'path/to/{name}/test.jsonl' for name in DATASETS],
   }
+  c.prompt_instruction = True
+  c.sft.steps = 0
   c.max_prompt_len = 8192
   c.rollout.update(
     {
@@ -42,6 +54,7 @@ def get_config():
   )
   c.hazard.update(
     {
+      'placeholder': '<|vision_start|>',
       'learning_rate': 5e-6,
       'batch_size': 256,
       'steps': 100_000 // 256,  # one epoch over max_samples 100k
