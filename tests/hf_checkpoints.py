@@ -22,6 +22,15 @@ from common import tokenizers
 from common.synthetic import safety
 from common.train import sft_world
 
+# Qwen2's ChatML chat template, reduced to plain chats (no tools).
+CHATML = (
+  '{% for message in messages %}'
+  "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] }}"
+  "{{ '<|im_end|>' + '\\n' }}"
+  '{% endfor %}'
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 
 def write_qwen2(
   directory: pathlib.Path,

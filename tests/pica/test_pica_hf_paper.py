@@ -20,19 +20,14 @@ from common.sampling import multiturn
 from common.synthetic import jsonl_io
 from common.synthetic import traces
 from experiments.pica.configs import paper
+from experiments.pica.configs import tiny
 from pica import config as config_lib
 from pica import experiment
 from pica import rollout as rollout_lib
 from pica.stages import context as context_lib
 from tests import hf_checkpoints
 
-CHATML = (
-  '{% for message in messages %}'
-  "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] }}"
-  "{{ '<|im_end|>' + '\\n' }}"
-  '{% endfor %}'
-  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+CHATML = hf_checkpoints.CHATML
 PLACEHOLDER = '<|vision_start|>'
 
 
@@ -40,15 +35,7 @@ PLACEHOLDER = '<|vision_start|>'
 def hf_run(tmp_path_factory):
   root = tmp_path_factory.mktemp('pica_hf')
   world = synthetic.build_knowledge_world(
-    synthetic.KnowledgeWorldConfig(
-      seed=0,
-      num_entities=60,
-      num_distractors=40,
-      max_hops=3,
-      train_questions=60,
-      test_questions=20,
-      compositional_questions=10,
-    )
+    synthetic.KnowledgeWorldConfig(seed=0, **tiny.get_config().world)
   )
   files = jsonl_io.write_world_jsonl(world, root / 'data')
   texts = [CHATML, traces.SEARCH_R1_INSTRUCTION]

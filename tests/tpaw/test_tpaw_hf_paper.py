@@ -19,14 +19,7 @@ from experiments.tpaw.configs import paper
 from tests import hf_checkpoints
 from tpaw import experiment
 
-# Qwen2's ChatML template, reduced to plain chats (no tools).
-CHATML = (
-  '{% for message in messages %}'
-  "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] }}"
-  "{{ '<|im_end|>' + '\\n' }}"
-  '{% endfor %}'
-  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+CHATML = hf_checkpoints.CHATML
 
 
 def _chat(i: int) -> dict:
