@@ -13,24 +13,27 @@ from pica import experiment
 from pica.stages import context
 
 
-def test_configs_build():
+def test_configs_build(tmp_path):
   for mod in (tiny, default, paper):
     c = mod.get_config()
     assert c.rollout.max_turns >= c.world.max_hops
-    if mod is not paper:
-      config_lib.resolve(c)  # every field known and in range
+    config_lib.resolve(c)  # every field known and in range
   p = paper.get_config()
   assert p.rollout.max_turns == 5 and p.rollout.topk == 3
   assert p.rl.epsilon_high == 0.28 and p.reward.coef == 1.3
   assert len(p.data['test']) == 7
-  with pytest.raises(ValueError, match='not wired yet'):
-    experiment.run(p, '/nonexistent')
+  assert p.hazard.placeholder == '<|vision_start|>' and p.sft.steps == 0
+  # The paper path runs (tests/pica/test_pica_hf_paper.py); with its
+  # placeholder paths, the first missing file is named before any work.
+  with pytest.raises(FileNotFoundError, match='path/to/wiki-18.jsonl'):
+    experiment.run(p, str(tmp_path / 'work'))
+  assert not (tmp_path / 'work').exists()
 
 
 def test_setup_rejects_too_few_turns():
   c = tiny.get_config()
   c.rollout.max_turns = 1
-  with pytest.raises(ValueError, match='max_turns=1 < world max_hops=3'):
+  with pytest.raises(ValueError, match='max_turns=1 < the 3 hops of the longest'):
     context.Context(config_lib.resolve(c))
 
 
