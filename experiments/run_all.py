@@ -318,7 +318,7 @@ def run_all(
     together = [c for c in calls if c[0] not in run_alone]
     alone = [c for c in calls if c[0] in run_alone]
     outcomes = _run_parallel(jobs, cpu_devices, together) + [
-      _run_parallel(1, cpu_devices, [c])[0] for c in alone
+      _run_in_own_process(cpu_devices, c) for c in alone
     ]
     order = {c[0]: i for i, c in enumerate(calls)}
     outcomes.sort(key=lambda o: order[o.name])

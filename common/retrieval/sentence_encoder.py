@@ -47,9 +47,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import safetensors.numpy
 import tokenizers
 from flax import nnx
+
+from common.models import hf
 
 CONFIG_FILE = 'config.json'
 WEIGHTS_FILE = 'model.safetensors'
@@ -458,17 +459,18 @@ def load_bert(directory: str, config: BertConfig) -> BertEncoder:
   """The encoder with the weights of `directory/model.safetensors`.
 
   Raises:
-    FileNotFoundError: no weights file.
-    ValueError: a tensor is missing, wrongly shaped, not floating point or
-      not finite, or an encoder tensor is not in this config (the message
-      names the tensor and the file).
+    FileNotFoundError: no weights file (`common.models.hf.read_safetensors`,
+      which also reads sharded weights).
+    ValueError: an unreadable weights file; a tensor missing, wrongly
+      shaped, not floating point or not finite; or an encoder tensor not
+      in this config (the message names the tensor and the file).
   """
   path = os.path.join(directory, WEIGHTS_FILE)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'sentence encoder: no file {path}')
-  tensors = {}
-  for name, array in safetensors.numpy.load_file(path).items():
-    tensors[name.removeprefix('bert.')] = array
+  # the project's reader: shards, and errors that name the file
+  tensors = {
+    name.removeprefix('bert.'): array
+    for name, array in hf.read_safetensors(directory).items()
+  }
   expected = tensor_map(config)
   unexpected = sorted(
     n
