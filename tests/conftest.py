@@ -18,8 +18,8 @@ import jax
 jax.config.update('jax_num_cpu_devices', 8)
 jax.config.update('jax_platforms', 'cpu')
 
-from common.train import mesh  # noqa: E402  (after the device count is set)
+from common.train import xla_setup  # noqa: E402  (after the device count is set)
 
 # Eight simulated devices share 2 cores (and pytest-xdist runs two workers):
 # give their collectives time instead of XLA's 40 s abort.
-mesh.allow_slow_cpu_collectives()
+xla_setup.allow_slow_cpu_collectives()

@@ -14,6 +14,9 @@ Public API:
   decode, make_evaluator, matches, starts_with (`lm_eval`): jit-able
     decoding from left-padded prompts and greedy exact-match / refusal
     evaluators over named prompt sets.
+  allow_slow_cpu_collectives, fast_cpu_compile, use_compilation_cache
+    (`xla_setup`): process-wide XLA settings, made before the backend
+    starts.
 
 `sft_world` (the SFT'd base model of the safety world that the NSPO and
 CKU experiments start from) is not imported here; import it explicitly.
@@ -37,7 +40,6 @@ from common.train.loop import train_state_sharding
 from common.train.mesh import BATCH_AXES
 from common.train.mesh import DATA_AXIS
 from common.train.mesh import FSDP_AXIS
-from common.train.mesh import allow_slow_cpu_collectives
 from common.train.mesh import batch_sharding
 from common.train.mesh import fsdp_sharding
 from common.train.mesh import make_mesh
@@ -48,6 +50,9 @@ from common.train.mesh import replicated
 from common.train.mesh import shard_batch
 from common.train.state import TrainState
 from common.train.state import make_train_step
+from common.train.xla_setup import allow_slow_cpu_collectives
+from common.train.xla_setup import fast_cpu_compile
+from common.train.xla_setup import use_compilation_cache
 
 __all__ = [
   'BATCH_AXES',
@@ -59,6 +64,8 @@ __all__ = [
   'TrainingInterrupted',
   'abstract_like',
   'allow_slow_cpu_collectives',
+  'fast_cpu_compile',
+  'use_compilation_cache',
   'batch_sharding',
   'decode',
   'RolloutFn',

@@ -17,10 +17,41 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint._src.metadata import array_metadata_store
 
 CHECKPOINT_DIR = 'checkpoints'
 _ITEM = 'state'
+
+
+def _type_handlers() -> ocp.type_handlers.TypeHandlerRegistry:
+  """Orbax's standard handlers, with replica-parallel array saving only
+  across processes.
+
+  Replica-parallel saving splits each replicated array into one slice per
+  replica so that every host writes a part. In one process every slice is
+  written by the same host, so it buys nothing, and each slice is an eager
+  `jax.lax.slice_in_dim` compiled per array shape (72 compilations, 2-3 s,
+  per small experiment on 8 simulated devices).
+  """
+  th = ocp.type_handlers
+  return th.create_type_handler_registry(
+    (int, th.ScalarHandler()),
+    (float, th.ScalarHandler()),
+    (bytes, th.ScalarHandler()),
+    (np.number, th.ScalarHandler()),
+    (np.ndarray, th.NumpyHandler()),
+    (
+      jax.Array,
+      th.ArrayHandler(
+        use_replica_parallel=jax.process_count() > 1,
+        # As orbax's default handler: keeps typed PRNG keys' impl.
+        array_metadata_store=array_metadata_store.Store(),
+      ),
+    ),
+    (str, th.StringHandler()),
+  )
 
 
 def abstract_like(tree: Any) -> Any:
@@ -68,6 +99,11 @@ class Checkpointer:
         create=True,
         enable_async_checkpointing=async_save,
       ),
+      item_handlers={
+        _ITEM: ocp.PyTreeCheckpointHandler(
+          type_handler_registry=_type_handlers()
+        )
+      },
     )
 
   def all_steps(self) -> list[int]:
@@ -88,7 +124,7 @@ class Checkpointer:
       return False
     return self._manager.save(
       int(step),
-      args=ocp.args.Composite(**{_ITEM: ocp.args.StandardSave(tree)}),
+      args=ocp.args.Composite(**{_ITEM: ocp.args.PyTreeSave(tree)}),
       force=force,
     )
 
@@ -115,10 +151,16 @@ class Checkpointer:
         f'Checkpointer.restore: no checkpoint for step {step} in '
         f'{self.directory}; available steps: {self.all_steps()}.'
       )
+    abstract = abstract_like(like)
     restored = self._manager.restore(
       int(step),
       args=ocp.args.Composite(
-        **{_ITEM: ocp.args.StandardRestore(abstract_like(like))}
+        **{
+          _ITEM: ocp.args.PyTreeRestore(
+            item=abstract,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          )
+        }
       ),
     )
     return restored[_ITEM]

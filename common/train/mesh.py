@@ -244,21 +244,3 @@ def fsdp_sharding(tree: Any, mesh: Mesh, min_size: int = 2**12) -> Any:
     lambda x: NamedSharding(mesh, fsdp_spec(np.shape(x), size, min_size)),
     tree,
   )
-
-
-# Simulated CPU devices run their collectives on threads of one process; on a
-# loaded 2-core host a participant can be descheduled for longer than XLA's
-# default 40 s termination timeout, which aborts the process.
-_SLOW_CPU_COLLECTIVE_FLAGS = (
-  '--xla_cpu_collective_call_warn_stuck_timeout_seconds=120',
-  '--xla_cpu_collective_call_terminate_timeout_seconds=900',
-)
-
-
-def allow_slow_cpu_collectives() -> None:
-  """Raises XLA's CPU collective timeouts (before the backend starts)."""
-  current = os.environ.get('XLA_FLAGS', '')
-  extra = [
-    f for f in _SLOW_CPU_COLLECTIVE_FLAGS if f.split('=')[0] not in current
-  ]
-  os.environ['XLA_FLAGS'] = ' '.join([current, *extra]).strip()

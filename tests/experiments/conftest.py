@@ -31,6 +31,15 @@ def run_dies_once(config, workdir):
     os._exit(3)
   return run(config, workdir)
 
+def run_reports_setup(config, workdir):
+  # What the experiment's process was set up with.
+  import jax
+  with open(os.path.join(workdir, 'setup.txt'), 'w') as f:
+    f.write(os.environ.get('XLA_FLAGS', '') + '\\n')
+    f.write(f'{jax.config.jax_compilation_cache_dir}\\n')
+    f.write(f'{jax.device_count()}\\n')
+  return run(config, workdir)
+
 def run_always_dies(config, workdir):
   os._exit(3)
 

@@ -33,7 +33,9 @@ def test_configs_build(tmp_path):
 def test_setup_rejects_too_few_turns():
   c = tiny.get_config()
   c.rollout.max_turns = 1
-  with pytest.raises(ValueError, match='max_turns=1 < the 3 hops of the longest'):
+  with pytest.raises(
+    ValueError, match='max_turns=1 < the 3 hops of the longest'
+  ):
     context.Context(config_lib.resolve(c))
 
 

@@ -61,7 +61,16 @@ def test_main_with_patched_registry(fake_experiments, tmp_path, monkeypatch):
   fv = flags.FlagValues()
   run_all.define_flags(fv)
   workdir = tmp_path / 'demo'
-  fv(['run_all', f'--workdir={workdir}', '--config_name=tiny', '--only=good'])
+  # (No compilation cache: main would set it for this test process.)
+  fv(
+    [
+      'run_all',
+      f'--workdir={workdir}',
+      '--config_name=tiny',
+      '--only=good',
+      '--compilation_cache=',
+    ]
+  )
   assert run_all.main(['run_all'], fv) == 0
   assert (workdir / 'report.md').is_file()
   assert not (workdir / 'broken').exists()
@@ -74,6 +83,7 @@ def test_main_with_patched_registry(fake_experiments, tmp_path, monkeypatch):
       f'--workdir={workdir}',
       '--config_name=tiny',
       '--only=good,broken',
+      '--compilation_cache=',
     ]
   )
   assert run_all.main(['run_all'], fv) == 1
@@ -193,3 +203,25 @@ def test_a_dying_process_is_retried_and_fails_no_other_experiment(
   assert out[2].error.count('BrokenProcessPool') == 2  # both attempts
   report = (tmp_path / 'w' / 'report.md').read_text()
   assert '| flaky | tiny | ok |' in report
+
+
+def test_each_process_is_set_up_before_its_backend(fake_experiments, tmp_path):
+  registered, exp_dir = fake_experiments
+  registered['probe'] = 'fake_exp_mod:run_reports_setup'
+  shutil.copytree(exp_dir / 'good', exp_dir / 'probe')
+  cache = tmp_path / 'cache'
+  out = run_all.run_all(
+    tmp_path / 'w', 'tiny', jobs=2, cpu_devices=3, only='good,probe',
+    experiments=registered, experiments_dir=exp_dir, fast_compile=True,
+    compilation_cache=cache,
+  )  # fmt: skip
+  assert [o.status for o in out] == ['ok', 'ok']
+  xla_flags, cache_dir, devices = (
+    (tmp_path / 'w' / 'probe' / 'setup.txt').read_text().splitlines()
+  )
+  assert '--xla_backend_optimization_level=0' in xla_flags.split()
+  assert '--xla_cpu_collective_call_terminate_timeout_seconds=300' in (
+    xla_flags.split()
+  )
+  assert cache_dir == str(cache)
+  assert devices == '3'
