@@ -13,6 +13,8 @@ XLA flag set too late is ignored silently. chex's `with_pmap` variants and
 `chex.fake_pmap` use these 8 devices (`jax.device_count()`).
 """
 
+import pathlib
+
 import jax
 
 jax.config.update('jax_num_cpu_devices', 8)
@@ -23,3 +25,12 @@ from common.train import xla_setup  # noqa: E402  (after the device count is set
 # Eight simulated devices share 2 cores (and pytest-xdist runs two workers):
 # give their collectives time instead of XLA's 40 s abort.
 xla_setup.allow_slow_cpu_collectives()
+# The tests' time is mostly compilation of small programs: XLA:CPU at -O0,
+# and compiled programs cached (shared by the two workers and kept between
+# runs, up to 1 GiB, least recently used evicted first; `make clean` or
+# deleting .pytest_cache/ empties it).
+xla_setup.fast_cpu_compile()
+xla_setup.use_compilation_cache(
+  pathlib.Path(__file__).resolve().parent.parent / '.pytest_cache' / 'xla',
+  max_bytes=2**30,
+)

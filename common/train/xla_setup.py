@@ -67,7 +67,9 @@ def fast_cpu_compile() -> None:
 
 
 def use_compilation_cache(
-  directory: str | os.PathLike, min_compile_secs: float = 0.5
+  directory: str | os.PathLike,
+  min_compile_secs: float = 0.5,
+  max_bytes: int | None = None,
 ) -> None:
   """Caches compiled programs in `directory` (created if missing).
 
@@ -75,9 +77,16 @@ def use_compilation_cache(
     directory: the cache folder; safe to share between processes.
     min_compile_secs: programs that compiled faster are not cached (JAX's
       default is 1 s; a `tiny` run's train steps take about 0.5-3 s).
+    max_bytes: evict the least recently used programs above this size
+      (None: no limit).
   """
+  if max_bytes is not None and max_bytes < 1:
+    raise ValueError(f'max_bytes={max_bytes}: must be >= 1 or None.')
   os.makedirs(directory, exist_ok=True)
   jax.config.update('jax_compilation_cache_dir', os.fspath(directory))
   jax.config.update(
     'jax_persistent_cache_min_compile_time_secs', float(min_compile_secs)
+  )
+  jax.config.update(
+    'jax_compilation_cache_max_size', -1 if max_bytes is None else max_bytes
   )
