@@ -20,6 +20,7 @@ from e3tir import trajectory
 ARMS = (
   'zero_rl',
   'sft_rl',
+  'sft_rl_matched',
   'e3tir',
   'e3tir_no_branch',
   'e3tir_no_aagd',

@@ -713,13 +713,21 @@ def run_seed(config, data: Data, seed: int, workdir: str) -> dict[str, Any]:
                            os.path.join(wd, 'rl'), total, evaluate)  # fmt: skip
       n_expert = 0
     else:
-      if arm == 'sft_rl':
+      if arm in ('sft_rl', 'sft_rl_matched'):
+        # sft_rl_matched: SFT on exactly E3-TIR's expert traces, so the
+        # two warm-ups differ in method only, not in expert data.
+        idx = data.expert_idx if arm == 'sft_rl_matched' else None
+        sft = (
+          data.sft_batch
+          if idx is None
+          else {k: v[idx] for k, v in data.sft_batch.items()}
+        )
         p, warm_hist = supervised(
-          params, graphdef, data.sft_batch, steps=bud.warmup_steps,
+          params, graphdef, sft, steps=bud.warmup_steps,
           batch_size=config.sft.batch_size, lr=config.sft.learning_rate,
           seed=seed, workdir=os.path.join(wd, 'sft'),
         )  # fmt: skip
-        n_expert = len(data.train)
+        n_expert = len(sft['tokens'])
       else:
         p, warm_hist = e3tir_stage(
           config, data, graphdef, params, policy, seed,
@@ -758,6 +766,7 @@ KEYS = ('accuracy', 'accuracy_math', 'accuracy_qa', 'tool_calls',
 NAMES = {
   'zero_rl': 'Zero-RL',
   'sft_rl': 'SFT-then-RL',
+  'sft_rl_matched': "SFT-then-RL (E3-TIR's traces)",
   'e3tir': 'E3-TIR + RL',
   'e3tir_no_branch': 'E3-TIR w/o branching',
   'e3tir_no_aagd': 'E3-TIR w/o AAGD',
@@ -850,8 +859,12 @@ def _write(config, data, runs, workdir, seconds):
       effects.append(e.as_entry(name, m, b, paper))
 
   # Does tool use pay off at all? Each paradigm against its base LM.
-  for a in ('sft_rl', 'e3tir', 'zero_rl'):
+  for a in ('sft_rl', 'sft_rl_matched', 'e3tir', 'zero_rl'):
     effect('held-out accuracy (avg) over the base LM', a, 'base')
+  # The method at equal expert data: both warm-ups see the same traces.
+  effect(
+    'held-out accuracy (avg), same expert traces', 'e3tir', 'sft_rl_matched'
+  )
 
   effect(
     'held-out accuracy (avg)', 'e3tir', 'sft_rl', paper='+2.5 (46.7 vs 44.2)'

@@ -19,6 +19,13 @@ def test_tiny_run(tmp_path):
   assert s['num_expert_e3tir'] < s['num_expert_full']
   names = [e['baseline'] for e in m['effects']]
   assert 'sft_rl' in names
+  # The equal-data control: SFT-then-RL on exactly E3-TIR's traces.
+  pairs = {(e['method'], e['baseline']) for e in m['effects']}
+  assert ('e3tir', 'sft_rl_matched') in pairs
+  rows = {r[0]: r for r in m['tables'][0]['rows']}
+  traces = m['tables'][0]['columns'].index('expert traces')
+  matched = experiment.NAMES['sft_rl_matched']
+  assert rows[matched][traces] == str(s['num_expert_e3tir'])
   assert json.loads((tmp_path / 'metrics.json').read_text())['summary'] == s
   curves = {c_['title'] for c_ in m['curves']}
   assert any('entropy' in t for t in curves)

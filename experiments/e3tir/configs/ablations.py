@@ -15,6 +15,6 @@ from experiments.e3tir.configs import default
 def get_config():
   c = default.get_config()
   c.name = 'ablations'
-  c.arms = ('zero_rl', 'sft_rl', 'e3tir', 'e3tir_no_branch', 'e3tir_no_aagd',
-            'e3tir_no_hybrid')  # fmt: skip
+  c.arms = ('zero_rl', 'sft_rl', 'sft_rl_matched', 'e3tir', 'e3tir_no_branch',
+            'e3tir_no_aagd', 'e3tir_no_hybrid')  # fmt: skip
   return c

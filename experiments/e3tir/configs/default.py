@@ -1,4 +1,5 @@
-"""e3tir default: the main job's run (3 paired seeds, the three paradigms).
+"""e3tir default: the main job's run (3 paired seeds, the three paradigms
+and the equal-data SFT control).
 
 Tiny decoder (d128, 2 layers); arithmetic with two 2-digit operands and
 `+ - *` (the calculator is needed) and 1-hop knowledge questions (BM25
@@ -6,14 +7,16 @@ top-1 retrieval, held-out entities in the test split). The base LM's
 questions (direct answers, tool traces for 60% of them) and the SFT / RL
 pool are disjoint halves of the training questions. Every arm takes 60
 warm-up + 10 GRPO optimizer steps from the same base LM (Zero-RL: 70 GRPO
-steps); E3-TIR uses 10% of the SFT set's 507 expert traces (51). The
+steps); E3-TIR uses 10% of the SFT set's 507 expert traces (51), and so does
+the `sft_rl_matched` control (SFT-then-RL on those traces). The
 ablations are in configs/ablations.py.
 
-Measured (3 seeds; 919 s wall, user+sys 560 s, on 2 cores at load average
-5-8): held-out avg accuracy base 0.042, Zero-RL 0.188, SFT-then-RL 0.469,
-E3-TIR 0.214; SFT-then-RL - base +0.427 [+0.359, +0.484], E3-TIR - base
-+0.172 [+0.016, +0.266], E3-TIR - SFT-then-RL -0.255 [-0.469, -0.125],
-E3-TIR - Zero-RL +0.026 [-0.031, +0.094] (e3tir/README.md).
+Measured (3 seeds; 3 min 45 s wall alone, user+sys 368 s): held-out avg
+accuracy base 0.094, Zero-RL 0.188, SFT-then-RL 0.490, SFT-then-RL on
+E3-TIR's 51 traces 0.182, E3-TIR 0.224; SFT-then-RL - base +0.396 [+0.266,
++0.500], E3-TIR - base +0.130 [+0.016, +0.234], E3-TIR - SFT-then-RL -0.266
+[-0.406, -0.125], E3-TIR - SFT on the same traces +0.042 [-0.047, +0.156]
+(e3tir/README.md).
 """
 
 import ml_collections
@@ -24,7 +27,7 @@ def get_config():
   c.name = 'default'
   c.seeds = (0, 1, 2)
   # The three paradigms; the ablations are in configs/ablations.py.
-  c.arms = ('zero_rl', 'sft_rl', 'e3tir')
+  c.arms = ('zero_rl', 'sft_rl', 'sft_rl_matched', 'e3tir')
   c.task = ml_collections.ConfigDict(
     {
       'seed': 0,

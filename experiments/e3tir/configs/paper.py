@@ -16,8 +16,8 @@ from experiments.e3tir.configs import default
 def get_config():
   c = default.get_config()
   c.name = 'paper'
-  c.arms = ('zero_rl', 'sft_rl', 'e3tir', 'e3tir_no_branch', 'e3tir_no_aagd',
-            'e3tir_no_hybrid')  # fmt: skip
+  c.arms = ('zero_rl', 'sft_rl', 'sft_rl_matched', 'e3tir', 'e3tir_no_branch',
+            'e3tir_no_aagd', 'e3tir_no_hybrid')  # fmt: skip
   c.task.update({'num_entities': 2000, 'num_distractors': 2000,
                  'qa_train': 5000, 'qa_test': 200, 'math_train': 5000,
                  'math_test': 500, 'min_operands': 2, 'max_operands': 4,

@@ -1,4 +1,4 @@
-"""e3tir tiny: tests and CI (one seed, three arms, a few steps)."""
+"""e3tir tiny: tests and CI (one seed, four arms, a few steps)."""
 
 from experiments.e3tir.configs import default
 
@@ -7,7 +7,7 @@ def get_config():
   c = default.get_config()
   c.name = 'tiny'
   c.seeds = (0,)
-  c.arms = ('zero_rl', 'sft_rl', 'e3tir')
+  c.arms = ('zero_rl', 'sft_rl', 'sft_rl_matched', 'e3tir')
   c.task.update({'num_entities': 40, 'num_distractors': 10, 'qa_train': 40,
                  'qa_test': 16, 'math_train': 40, 'math_test': 16})  # fmt: skip
   c.model.update({'d_model': 32, 'n_layers': 1, 'd_ff': 64})
