@@ -90,7 +90,7 @@ def make_examples(
   return out
 
 
-def greedy_exact_match(
+def exact_match_rate(
   sampler: sampler_lib.Sampler,
   params,
   tokenizer,
@@ -99,20 +99,34 @@ def greedy_exact_match(
   max_new_tokens: int,
   batch_size: int = 64,
   mesh: jax.sharding.Mesh | None = None,
+  temperature: float = 0.0,
+  samples: int = 1,
+  seed: int = 0,
 ) -> float:
-  """Greedy-decoding exact match over `examples` (fraction in [0, 1]).
+  """Exact match over `examples` (fraction in [0, 1]).
+
+  `temperature=0` decodes greedily (`samples` must be 1). Otherwise each
+  example is answered `samples` times at `temperature` and the rate is the
+  mean over all of them: pass@1 estimated from `samples` draws, as RL
+  papers report it (DeepSeek-R1 samples at 0.6).
 
   With a `mesh`, each batch of prompts is split over its batch axes
   (`batch_size` must divide by their size) and `params` should be
   replicated on it, so decoding is data-parallel.
   """
+  if samples < 1 or (temperature == 0.0 and samples != 1):
+    raise ValueError(
+      f'samples={samples} at temperature={temperature}: greedy decoding '
+      'takes samples=1; sampling takes samples >= 1'
+    )
   sampler.update(params)
   cfg = sampler_lib.GenerationConfig(
     max_new_tokens=max_new_tokens,
-    temperature=0.0,
+    temperature=temperature,
     eos_ids=(tokenizer.eos_id,),
     pad_id=tokenizer.pad_id,
   )
+  examples = [e for e in examples for _ in range(samples)]
   scores = []
   for i in range(0, len(examples), batch_size):
     chunk = list(examples[i : i + batch_size])
@@ -124,7 +138,8 @@ def greedy_exact_match(
     ids, mask = enc.ids, enc.mask
     if mesh is not None:
       ids, mask = train.shard_batch((ids, mask), mesh)
-    out = jax.device_get(sampler.sample(ids, mask, jax.random.key(0), cfg))
+    key = jax.random.fold_in(jax.random.key(seed), i)
+    out = jax.device_get(sampler.sample(ids, mask, key, cfg))
     texts = [
       tokenizer.decode(t[m]) for t, m in zip(out.tokens, out.mask, strict=True)
     ]
@@ -162,7 +177,7 @@ def fields() -> dict[str, Any]:
       'log_every': pos,
       'eval_every': pos,
     },
-    'eval': {'num_questions': pos},
+    'eval': {'num_questions': pos, 'samples': pos},
     'checkpoint_every': pos,
   }
 
@@ -268,7 +283,7 @@ def run_seed(
     eval_every=s.eval_every,
   )
   sft_params = state.params
-  after_sft = evaluate(sft_params)
+  after_sft = evaluate(sft_params, sampled=True)
 
   g = config.grpo
 
@@ -303,7 +318,7 @@ def run_seed(
     }
 
   final, grpo_history = trainer.train(prompts, workdir / 'grpo', evaluate)
-  after_grpo = evaluate(final.params)
+  after_grpo = evaluate(final.params, sampled=True)
 
   # 2b. The same budget as SFT: same prompts, steps and learning rate.
   more_tx = _adamw(g.learning_rate)
@@ -322,7 +337,7 @@ def run_seed(
     eval_fn=lambda st: evaluate(st.params),
     eval_every=g.eval_every,
   )
-  after_more = evaluate(more.params)
+  after_more = evaluate(more.params, sampled=True)
   rewards = [h['reward_mean'] for h in grpo_history if 'reward_mean' in h]
   k = max(1, len(rewards) // 5)
   return {
@@ -352,20 +367,29 @@ class _Evaluator:
       capacity=config.max_prompt_len + config.max_new_tokens,
     )
 
-  def __call__(self, params) -> dict[str, float]:
+  def __call__(self, params, sampled: bool = False) -> dict[str, float]:
+    """Greedy test and train EM; with `sampled`, also the test pass@1 at
+    GRPO's sampling temperature (`eval.samples` draws per question)."""
     kw = dict(
       max_prompt_len=self.config.max_prompt_len,
       max_new_tokens=self.config.max_new_tokens,
       mesh=self.mesh,
     )
-    return {
-      'test_em': greedy_exact_match(
+    out = {
+      'test_em': exact_match_rate(
         self.sampler, params, self.tokenizer, self.eval_test, **kw
       ),
-      'train_em': greedy_exact_match(
+      'train_em': exact_match_rate(
         self.sampler, params, self.tokenizer, self.eval_train, **kw
       ),
     }
+    if sampled:
+      out['test_sampled_em'] = exact_match_rate(
+        self.sampler, params, self.tokenizer, self.eval_test, **kw,
+        temperature=self.config.grpo.temperature,
+        samples=self.config.eval.samples,
+      )  # fmt: skip
+    return out
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -419,6 +443,7 @@ def _series(history, key):
   return {'x': [p[0] for p in pts], 'y': [p[1] for p in pts]}
 
 
+SPLITS = ('test_em', 'test_sampled_em', 'train_em')
 ARMS = {
   'after_sft': 'SFT warm start',
   'after_sft_more': 'SFT continued (same budget)',
@@ -451,11 +476,11 @@ def _write_metrics(config, workdir, seconds, runs, n_test):
   vals = {
     (arm, split): [r[arm][split] for r in runs]
     for arm in ARMS
-    for split in ('test_em', 'train_em')
+    for split in SPLITS
   }
   summary: dict[str, Any] = {}
   for arm in ARMS:
-    for split in ('test_em', 'train_em'):
+    for split in SPLITS:
       summary[f'{split}_{arm}'] = float(np.mean(vals[(arm, split)]))
   summary['grpo_reward_first_20pct'] = float(
     np.mean([r['reward_first'] for r in runs])
@@ -474,6 +499,16 @@ def _write_metrics(config, workdir, seconds, runs, n_test):
       ('after_sft', 'RL improves on the warm start'),
     )
   ]
+  t = config.grpo.temperature
+  effects += [
+    stats.paired_effect(
+      vals[('after_grpo', 'test_sampled_em')], vals[(base, 'test_sampled_em')]
+    ).as_entry(f'test pass@1, sampled at T={t}', 'GRPO', ARMS[base], paper)
+    for base, paper in (
+      ('after_sft_more', 'DeepSeek-R1 reports pass@1 sampled at T=0.6'),
+      ('after_sft', ''),
+    )
+  ]
   effects.append(
     stats.paired_effect(
       [r['reward_last'] for r in runs], [r['reward_first'] for r in runs]
@@ -481,7 +516,7 @@ def _write_metrics(config, workdir, seconds, runs, n_test):
   )
   se = _stderr(summary['test_em_after_grpo'], n_test)
   rows = [
-    [label, _pm(vals[(arm, 'test_em')]), _pm(vals[(arm, 'train_em')])]
+    [label, *(_pm(vals[(arm, split)]) for split in SPLITS)]
     for arm, label in ARMS.items()
   ]
   sft_h = [r['sft_history'] for r in runs]
@@ -500,11 +535,12 @@ def _write_metrics(config, workdir, seconds, runs, n_test):
     'effects': effects,
     'tables': [
       {
-        'title': 'Greedy exact match (1-hop, documents in the prompt; mean '
+        'title': 'Exact match (1-hop, documents in the prompt; mean '
         f'± std over seeds {seeds})',
         'columns': [
           'model',
           f'test, held-out entities ({n_test} questions)',
+          f'test pass@1 sampled at T={t} ({config.eval.samples} per question)',
           f'train sample ({config.eval.num_questions})',
         ],
         'rows': rows,

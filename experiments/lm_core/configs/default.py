@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
       'eval_every': 20,
     }
   )
-  c.eval = ml_collections.ConfigDict({'num_questions': 128})
+  # samples: draws per test question for the sampled pass@1 (final evals)
+  c.eval = ml_collections.ConfigDict({'num_questions': 128, 'samples': 4})
   c.checkpoint_every = 20
   return c

@@ -1,7 +1,9 @@
 """Tests for the lm_core example (common/examples/lm_core.py)."""
 
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from common import synthetic
@@ -40,6 +42,63 @@ def test_train_and_test_use_disjoint_entities(world):
       assert a not in heldout
 
 
+class _AlternatingSampler:
+  """Answers row i of call c with `answers[c][i]` when i is even, else
+  'wrong'."""
+
+  def __init__(self, tokenizer, answers, width=8):
+    self.tok, self.answers, self.width = tokenizer, answers, width
+    self.calls = []
+
+  def update(self, params):
+    del params
+
+  def sample(self, ids, mask, key, cfg):
+    del mask, key
+    answers = self.answers[len(self.calls)]
+    self.calls.append(cfg.temperature)
+    rows = []
+    for i in range(len(ids)):
+      text = answers[i] if i % 2 == 0 else 'wrong'
+      rows.append(self.tok.encode(f'<answer> {text} </answer>')[: self.width])
+    tokens = np.full((len(ids), self.width), self.tok.pad_id, np.int32)
+    for i, r in enumerate(rows):
+      tokens[i, : len(r)] = r
+    return SimpleNamespace(tokens=tokens, mask=tokens != self.tok.pad_id)
+
+
+def test_exact_match_rate_averages_every_sample(world):
+  tok = synthetic.build_tokenizer(world)
+  ex = experiment.make_examples(world, 'test', k=1)[:3]
+  gold = [e['golden_answers'][0] for e in ex]
+  kw = dict(max_prompt_len=48, max_new_tokens=8, batch_size=4)
+  # Greedy: rows 0 and 2 of [e0, e1, e2] (+ a pad row) are right: 2 / 3.
+  greedy = _AlternatingSampler(tok, [gold + gold[-1:]])
+  rate = experiment.exact_match_rate(greedy, None, tok, ex, **kw)
+  np.testing.assert_allclose(rate, 2 / 3)
+  assert greedy.calls == [0.0]
+  # Two samples each: rows [e0, e0, e1, e1 | e2, e2]: the even rows of
+  # each batch are right, one sample of every question: 3 / 6.
+  reps = [g for g in gold for _ in range(2)]
+  sampled = _AlternatingSampler(tok, [reps[:4], reps[4:] * 2])
+  rate = experiment.exact_match_rate(
+    sampled, None, tok, ex, **kw, temperature=0.7, samples=2
+  )
+  np.testing.assert_allclose(rate, 0.5)
+  assert sampled.calls == [0.7, 0.7]
+
+
+@pytest.mark.parametrize('temperature,samples', [(0.0, 2), (0.7, 0)])
+def test_exact_match_rate_refuses_bad_sample_counts(world, temperature,
+                                                    samples):  # fmt: skip
+  tok = synthetic.build_tokenizer(world)
+  ex = experiment.make_examples(world, 'test', k=1)[:2]
+  with pytest.raises(ValueError, match=f'samples={samples}'):
+    experiment.exact_match_rate(
+      None, None, tok, ex, 48, 8, temperature=temperature, samples=samples
+    )
+
+
 def test_paper_config_builds_the_real_shape():
   cfg = paper.get_config()
   mc = experiment._model_config(cfg, vocab_size=1000)
@@ -65,7 +124,8 @@ def test_tiny_run_writes_valid_metrics_and_reruns(tmp_path):
   for arm in ('sft', 'grpo', 'sft_more'):
     assert (tmp_path / 'seed0' / arm / 'checkpoints').is_dir()
   # One seed: each effect is reported, none is called shown.
-  assert [e['num_seeds'] for e in result['effects']] == [1, 1, 1]
+  assert [e['num_seeds'] for e in result['effects']] == [1] * 5
+  assert 'test_sampled_em_after_grpo' in result['summary']
   assert result['headline'][0] == 'test_em_after_grpo'
   # A rerun in the same workdir resumes from the finished checkpoints and
   # reports the same numbers (the history spans the earlier run).
