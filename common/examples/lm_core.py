@@ -22,8 +22,10 @@ from every train question since it needs only the verifier, and SFT
 continued on the labelled pool. This is the setting RL is used for:
 demonstrations are scarce, prompts with a checkable answer are not.
 Greedy exact match is measured on held-out test questions and on training
-questions; the report gives GRPO minus each baseline as a paired bootstrap
-interval over seeds (`common.stats`).
+questions, and pass@1 sampled at GRPO's temperature (`eval.samples` draws
+per question) on the test questions after each arm; the report gives
+GRPO minus each baseline as a paired bootstrap interval over seeds
+(`common.stats`).
 """
 
 from __future__ import annotations
