@@ -716,12 +716,9 @@ def run_seed(config, data: Data, seed: int, workdir: str) -> dict[str, Any]:
       if arm in ('sft_rl', 'sft_rl_matched'):
         # sft_rl_matched: SFT on exactly E3-TIR's expert traces, so the
         # two warm-ups differ in method only, not in expert data.
-        idx = data.expert_idx if arm == 'sft_rl_matched' else None
-        sft = (
-          data.sft_batch
-          if idx is None
-          else {k: v[idx] for k, v in data.sft_batch.items()}
-        )
+        sft = data.sft_batch
+        if arm == 'sft_rl_matched':
+          sft = {k: v[data.expert_idx] for k, v in sft.items()}
         p, warm_hist = supervised(
           params, graphdef, sft, steps=bud.warmup_steps,
           batch_size=config.sft.batch_size, lr=config.sft.learning_rate,
