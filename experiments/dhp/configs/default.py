@@ -2,6 +2,7 @@
 time on the shared 2-core machine at load 15)."""
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -61,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(
     {
       'enabled': True,
-      'num_devices': None,  # all devices, at most 8
+      'num_devices': config_dict.placeholder(int),  # all devices, at most 8
       'steps': 5,
       'compile_warmup_steps': 3,  # steps whose plans are compiled up front
       'batch_size': 10,

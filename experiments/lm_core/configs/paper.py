@@ -23,7 +23,14 @@ def get_config():
   c.top_k_docs = 5
   c.max_prompt_len = 192
   c.model = c.model.__class__({'preset': 'qwen2.5-0.5b', 'max_seq_len': 256})
-  c.sft.update({'steps': 2000, 'batch_size': 128, 'learning_rate': 1e-4})
+  c.sft.update(
+    {
+      'steps': 2000,
+      'batch_size': 128,
+      'learning_rate': 1e-4,
+      'num_demonstrations': 5000,  # scarce labels, as in default
+    }
+  )
   c.grpo.update(
     {
       'steps': 1000,
