@@ -6,6 +6,7 @@ is allowed; and `run` raises before it writes anything into the workdir.
 """
 
 import importlib
+import pathlib
 
 import pytest
 
@@ -94,3 +95,31 @@ def test_run_fails_before_any_work(name, tmp_path):
   with pytest.raises(schema.ConfigError, match='sft.batch_size=0'):
     run(c, str(workdir))
   assert not workdir.exists() or not any(workdir.iterdir())
+
+
+def _untyped_nones(config, prefix=''):
+  """Dotted paths of leaves that are None with no type: absl's config flags
+  cannot override them (`--config.x=3` fails), so a default must use a
+  typed `ml_collections.FieldReference` instead."""
+  out = []
+  for key in config:
+    ref = config._fields[key]  # the FieldReference, if any
+    value = config[key]
+    if hasattr(value, 'keys'):
+      out += _untyped_nones(value, f'{prefix}{key}.')
+    elif value is None and not hasattr(ref, 'get_type'):
+      out.append(prefix + key)
+  return out
+
+
+@pytest.mark.parametrize(
+  'name',
+  sorted(
+    p.parent.parent.name
+    for p in pathlib.Path(__file__)
+    .parents[2]
+    .glob('experiments/*/configs/default.py')
+  ),
+)
+def test_every_default_field_can_be_overridden_from_the_command_line(name):
+  assert _untyped_nones(_config(name, 'default')) == []
