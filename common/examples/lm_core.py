@@ -20,7 +20,9 @@ above zero but far from solved; then from that checkpoint two arms with the
 same budget (steps, learning rate, batch shape): GRPO, whose prompts come
 from every train question since it needs only the verifier, and SFT
 continued on the labelled pool. This is the setting RL is used for:
-demonstrations are scarce, prompts with a checkable answer are not.
+demonstrations are scarce, prompts with a checkable answer are not
+(`default` labels 256 of 2218; with every question labelled, GRPO finds
+no answer the continuation has not seen and does not beat it).
 Greedy exact match is measured on held-out test questions and on training
 questions, and pass@1 sampled at GRPO's temperature (`eval.samples` draws
 per question) on the test questions after each arm; the report gives

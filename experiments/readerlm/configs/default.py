@@ -32,7 +32,7 @@ def get_config():
   )
   c.drafter = 'html_to_markdown'
   c.vocab_size = 2048
-  c.max_prompt_len = 256
+  c.max_prompt_len = 512
   c.max_new_tokens = 64
   c.batch_size = 8
   c.model = ml_collections.ConfigDict({
