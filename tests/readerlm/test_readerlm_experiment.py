@@ -6,6 +6,7 @@ import pytest
 
 from common import schema
 from experiments.readerlm.configs import default
+from experiments.readerlm.configs import long
 from experiments.readerlm.configs import paper
 from experiments.readerlm.configs import tiny
 from readerlm import backends
@@ -41,6 +42,19 @@ def test_default_has_three_seeds():
   c = default.get_config()
   experiment.validate_config(c)
   assert len(c.seeds) >= 3
+
+
+def test_long_config_reads_whole_pages_with_the_default_recipe():
+  c, d = long.get_config(), default.get_config()
+  experiment.validate_config(c)
+  assert len(c.seeds) >= 3
+  assert (c.max_prompt_len, c.sft.steps) == (512, 900)
+  c.max_prompt_len, c.sft.steps, c.name = (
+    d.max_prompt_len,
+    d.sft.steps,
+    d.name,
+  )
+  assert c.to_dict() == d.to_dict()
 
 
 @pytest.mark.parametrize(
