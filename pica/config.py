@@ -135,6 +135,8 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
   'eval': {
     'num_questions': (REQUIRED, _int(1)),
     'batch_size': (REQUIRED, _int(1)),
+    # sampled rollouts per question at rollout.temperature (k-sample EM)
+    'samples': (0, _int(0)),
   },
 }
 

@@ -55,14 +55,24 @@ def split_names(results: dict[str, float]) -> list[str]:
 
 
 def scores(results: dict[str, float]) -> dict[str, float]:
-  """`{'heldout_em', 'compositional_em', 'searches'}` of one evaluation."""
+  """`{'heldout_em', 'compositional_em', 'searches'}` of one evaluation,
+  with `'heldout_em_sampled'` and `'compositional_em_sampled'` when it
+  has the k-sample EM (`eval.samples` > 0)."""
   splits = split_names(results)
   test = [s for s in splits if s.startswith('test_')]
-  return {
+  out = {
     'heldout_em': float(np.mean([results[f'{s}_em'] for s in test])),
     'compositional_em': results.get('compositional_em', float('nan')),
     'searches': float(np.mean([results[f'{s}_searches'] for s in splits])),
   }
+  if f'{test[0]}_em_sampled' in results:
+    out['heldout_em_sampled'] = float(
+      np.mean([results[f'{s}_em_sampled'] for s in test])
+    )
+    out['compositional_em_sampled'] = results.get(
+      'compositional_em_sampled', float('nan')
+    )
+  return out
 
 
 def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -95,6 +105,16 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       row.append(
         _pm([r['results'][a][f'{s}_em'] for r in runs if a in r['results']])
       )
+    for a in arms if config.eval.samples else ():
+      row.append(
+        _pm(
+          [
+            r['results'][a][f'{s}_em_sampled']
+            for r in runs
+            if a in r['results']
+          ]
+        )
+      )
     for a in arms:
       row.append(
         _pm(
@@ -110,6 +130,10 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       summary[f'compositional_em_{name}'] = float(
         np.mean(values(a, 'compositional_em'))
       )
+    if config.eval.samples:
+      summary[f'heldout_em_sampled_{name}'] = float(
+        np.mean(values(a, 'heldout_em_sampled'))
+      )
   effects = []
   for a in (x for x in STEP_ARMS if x in arms):
     both = [
@@ -122,6 +146,15 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     measures = [('heldout_em', 'held-out EM (test splits)', PAPER_GAIN)]
     if 'compositional' in splits:
       measures.append(('compositional_em', 'compositional EM', ''))
+    k = config.eval.samples
+    if k:
+      measures.append(
+        ('heldout_em_sampled', f'held-out EM ({k} samples)', PAPER_GAIN)
+      )
+      if 'compositional' in splits:
+        measures.append(
+          ('compositional_em_sampled', f'compositional EM ({k} samples)', '')
+        )
     for key, label, paper in measures:
       e = stats.paired_effect(
         [m[key] for m, _ in both], [b[key] for _, b in both]
@@ -237,9 +270,15 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     'effects': effects,
     'tables': [
       {
-        'title': 'Greedy EM and searches per split (mean ± std over seeds)',
+        'title': 'Greedy EM'
+        + (f', {config.eval.samples}-sample EM' if config.eval.samples else '')
+        + ' and searches per split (mean ± std over seeds)',
         'columns': ['split']
         + [f'EM {LABELS[a]}' for a in arms]
+        + [
+          f'{config.eval.samples}-sample EM {LABELS[a]}'
+          for a in (arms if config.eval.samples else ())
+        ]
         + [f'searches {LABELS[a]}' for a in arms],
         'rows': rows,
         'note': f'Paper (abstract): {PAPER_GAIN} over the strongest '

@@ -6,15 +6,17 @@ import pytest
 
 from common.report import schema
 from experiments.pica.configs import default
+from experiments.pica.configs import hard
 from experiments.pica.configs import paper
 from experiments.pica.configs import tiny
 from pica import config as config_lib
 from pica import experiment
 from pica.stages import context
+from pica.stages import report
 
 
 def test_configs_build(tmp_path):
-  for mod in (tiny, default, paper):
+  for mod in (tiny, default, hard, paper):
     c = mod.get_config()
     assert c.rollout.max_turns >= c.world.max_hops
     config_lib.resolve(c)  # every field known and in range
@@ -23,6 +25,21 @@ def test_configs_build(tmp_path):
   assert p.rl.epsilon_high == 0.28 and p.reward.coef == 1.3
   assert len(p.data['test']) == 7
   assert p.hazard.placeholder == '<|vision_start|>' and p.sft.steps == 0
+  # hard: the issue's world and budget, the penalty able to fire
+  h = config_lib.resolve(hard.get_config())
+  assert (h.world.max_hops, h.rollout.max_turns, h.rollout.topk) == (4, 5, 3)
+  assert report.penalty_can_fire(h) and h.eval.samples == 4
+  assert (h.rl.steps, h.rl.prompts_per_step, h.rl.num_generations) == (
+    300,
+    16,
+    5,
+  )
+  ctx = context.Context(h)  # world, corpus and sizes check out
+  evals = {k: len(v) for k, v in ctx.questions.evals.items()}
+  assert evals == {
+    'compositional': 200,
+    **{f'test_{k}hop': 150 for k in (1, 2, 3, 4)},
+  }
   # The paper path runs (tests/pica/test_pica_hf_paper.py); with its
   # placeholder paths, the first missing file is named before any work.
   with pytest.raises(FileNotFoundError, match='path/to/wiki-18.jsonl'):
@@ -68,9 +85,12 @@ def test_tiny_run_writes_valid_metrics_and_resumes(tmp_path):
   series = m['curves'][0]['series']
   assert set(series) == {'outcome-only', 'PiCA', 'oracle hazard'}
   assert series['PiCA']['x'] == [1, 2]
-  assert [e['method'] for e in m['effects']] == ['PiCA'] * 2 + [
+  # greedy and 2-sample EM (tiny's eval.samples), held-out and
+  # compositional, per step-reward arm
+  assert [e['method'] for e in m['effects']] == ['PiCA'] * 4 + [
     'oracle hazard'
-  ] * 2
+  ] * 4
+  assert 0.0 <= s['heldout_em_sampled_pica'] <= 1.0
   for stage in ('sft', 'hazard', 'rl_outcome', 'rl_pica', 'rl_oracle'):
     assert (tmp_path / stage / 'checkpoints').is_dir(), stage
   # a second call finds every stage finished and gives the same numbers

@@ -112,6 +112,7 @@ def _fake_run(seed, em, gated=False):
     out = {}
     for s in ('test_1hop', 'test_2hop', 'compositional'):
       out[f'{s}_em'], out[f'{s}_searches'] = x, 2.0
+      out[f'{s}_em_sampled'] = x / 2
     return out
 
   hist = [{'step': 1, 'loss': 1.0, 'train_em': 0.1, 'searches': 2.0}]
@@ -154,6 +155,10 @@ def test_report_pairs_seeds_and_leaves_out_gated_ones():
   assert oracle['num_seeds'] == 3
   assert oracle['mean'] == pytest.approx((0.3 + 0.1 + 0.4) / 3)
   assert m['summary']['heldout_em_outcome_only'] == pytest.approx(0.7 / 3)
+  # tiny's eval.samples = 2: the k-sample EM gets its own effect rows
+  sampled = eff[('PiCA', 'held-out EM (2 samples)')]
+  assert sampled['mean'] == pytest.approx(0.05 / 2)
+  assert m['summary']['heldout_em_sampled_oracle'] == pytest.approx(0.25)
   assert any('did not run for seed 2 (AUC low)' in n for n in m['notes'])
 
 
@@ -186,3 +191,56 @@ def test_information_ends_find_the_end_of_each_observation():
   )
   with pytest.raises(ValueError, match='score_at'):
     hazard.step_ends('answer', ends, gen, real)
+
+
+class _FakeCtx:
+  """A context whose greedy policy answers right and whose sampled one
+  answers right on even-numbered keys' first question only."""
+
+  def __init__(self, samples):
+    self.config = ml_collections.ConfigDict(
+      {'eval': {'num_questions': 3, 'batch_size': 2, 'samples': samples}}
+    )
+    self.key = np.zeros(2, np.uint32)
+    self.questions = ml_collections.ConfigDict()
+    self.questions.evals = {
+      'test_1hop': [{'golden_answers': [f'a{i}']} for i in range(4)]
+    }
+    self.calls, self.keys = [], []
+
+  def rollout(self, params, questions, key, temperature=None):
+    import types
+
+    self.calls.append(temperature)
+    self.keys.append(tuple(np.asarray(key).tolist()))
+    greedy = temperature == 0.0
+    texts = [
+      f'<answer> a{q["golden_answers"][0][1:]} </answer>'
+      if greedy or i == 0
+      else '<answer> wrong </answer>'
+      for i, q in enumerate(questions)
+    ]
+    return types.SimpleNamespace(
+      texts=texts, num_searches=np.full(len(questions), 2 if greedy else 1)
+    )
+
+
+def test_evaluate_adds_the_k_sample_em_at_the_rollout_temperature():
+  from pica.stages import evaluation
+
+  ctx = _FakeCtx(samples=0)
+  out = evaluation.evaluate(ctx, None)
+  # 3 questions (num_questions) in batches of 2: 2 greedy rollouts
+  assert out == {'test_1hop_em': 1.0, 'test_1hop_searches': 2.0}
+  assert ctx.calls == [0.0, 0.0]
+  ctx = _FakeCtx(samples=2)
+  out = evaluation.evaluate(ctx, None)
+  # sampled: batch [q0, q1] -> q0 right; batch [q2] -> q2 right: 2 of 3
+  # questions right in each of the 2 samples; searches stay the greedy ones
+  assert out['test_1hop_em'] == 1.0 and out['test_1hop_searches'] == 2.0
+  assert out['test_1hop_em_sampled'] == pytest.approx(2 / 3)
+  assert ctx.calls == [0.0, None, None, 0.0, None, None]
+  sampled_keys = [
+    k for k, t in zip(ctx.keys, ctx.calls, strict=True) if t is None
+  ]
+  assert len(set(sampled_keys)) == 4  # every sample its own key

@@ -43,5 +43,5 @@ def get_config():
       'algorithm': 'grpo',
     }
   )
-  c.eval.update({'num_questions': 4, 'batch_size': 4})
+  c.eval.update({'num_questions': 4, 'batch_size': 4, 'samples': 2})
   return c
