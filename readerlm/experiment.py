@@ -84,6 +84,7 @@ def fields() -> dict[str, Any]:
     'pages': schema.anything(),
     'drafter': schema.choice(tuple(converters.DRAFTERS)),
     'vocab_size': schema.integer(300),
+    'split_html_tags': schema.boolean(),
     'max_prompt_len': schema.integer(16),
     'max_new_tokens': pos,
     'batch_size': pos,
@@ -150,6 +151,20 @@ def _encode_prompt(tok, user: str, max_len: int) -> list[int]:
   if len(ids) > max_len:
     ids = ids[: max_len // 2] + ids[-(max_len - max_len // 2) :]
   return ids
+
+
+def prompt_cut_fractions(tok, records, max_len: int) -> dict[str, float]:
+  """`{task: share of the records' prompts longer than max_len tokens}`
+  (those lose their middle, `_encode_prompt`)."""
+  out = {}
+  for task in pipeline.TASKS:
+    lens = [
+      len(tok.encode(prompt_lib.chat_prompt(r['prompt'])))
+      for r in records
+      if r['task'] == task
+    ]
+    out[task] = float(np.mean([n > max_len for n in lens])) if lens else 0.0
+  return out
 
 
 def encode_pairs(tok, prompts, responses, max_prompt_len, max_new) -> dict:
@@ -565,7 +580,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   ]
   texts += [r['rejected'] for r in dpo_md]
   if hf is None:
-    tok = bpe.train_bpe(texts, config.vocab_size)
+    tok = bpe.train_bpe(
+      texts, config.vocab_size, split_html_tags=config.split_html_tags
+    )
     mcfg = models.build_config(
       config.model, vocab_size=tok.vocab_size,
       max_seq_len=config.max_prompt_len + config.max_new_tokens,
@@ -573,6 +590,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   else:
     tok, mcfg = hf
   tok.save(workdir / 'tokenizer')
+  cut = prompt_cut_fractions(tok, data['sft_filtered'], config.max_prompt_len)
   mesh = train.make_mesh()
   ring_mesh = _ring_mesh(config)
   cache = metrics_lib.ResultCache(workdir / 'cache', config.to_dict())
@@ -703,6 +721,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     real_note,
     sp_sizes,
     ring_mesh.shape[cp.AXIS],
+    cut,
   )
 
 
@@ -722,6 +741,7 @@ def _write(
   real_note,
   sp_sizes,
   ring_degree,
+  cut,
 ):
   drafter = config.drafter
   d_rouge = conv[drafter]['rouge_l']
@@ -737,6 +757,15 @@ def _write(
       real_note,
     ],
   )
+  if any(cut.values()):
+    notes.append(
+      f'Prompts over max_prompt_len {config.max_prompt_len} tokens lose '
+      'their middle (where the main content sits): '
+      + ', '.join(
+        f'{v:.0%} of the {k} training prompts' for k, v in cut.items()
+      )
+      + '.'
+    )
 
   def col(stage, key='rouge_l'):
     return [r[key] for r in per_seed[stage]]
@@ -746,6 +775,8 @@ def _write(
   comparisons = [
     ('test ROUGE-L', col('dpo'), drafted, 'trained (+DPO)',
      f'drafter {drafter}', '0.84 vs 0.69 (GPT-4o)'),
+    ('test ROUGE-L', col('sft'), drafted, 'SFT (CE)',
+     f'drafter {drafter}', ''),
     ('test ROUGE-L', col('self_play'), drafted, 'trained (+ self-play)',
      f'drafter {drafter}', '0.84 vs 0.69 (GPT-4o)'),
     ('test ROUGE-L', col('dpo'), col('merged'),
@@ -753,6 +784,8 @@ def _write(
      'DPO strongest stage for MD'),
     ('test ROUGE-L', col('self_play'), col('dpo'), '+ self-play round',
      '+ DPO', 'self-play iterative tuning (stage 4)'),
+    ('test ROUGE-L', col('sft_cl'), col('sft'), 'SFT + contrastive',
+     'SFT (CE)', ''),
     ('degeneration rate', col('sft_cl', 'degeneration'),
      col('sft', 'degeneration'), 'SFT + contrastive', 'SFT (CE)',
      'contrastive loss reduces degeneration'),
@@ -843,6 +876,8 @@ def _write(
     'sft_cl_degeneration': _mean(per_seed['sft_cl'], 'degeneration')[0],
     'dpo_json_pass_rate': _mean(per_seed['dpo'], 'json_pass_rate')[0],
     'dpo_json_f1': _mean(per_seed['dpo'], 'json_f1')[0],
+    'prompts_cut_markdown': cut['markdown'],
+    'prompts_cut_json': cut['json'],
     'seconds': seconds,
   }
   curve_series = {}

@@ -9,7 +9,11 @@ Qwen2 or Llama checkpoint's own tokenizer drives an experiment.
 `train_bpe(texts, vocab_size)` trains a GPT-2/Qwen2-style byte-level BPE
 (ByteLevel pre-tokenizer and decoder, so any text round-trips) with the
 special tokens `<pad>`, `<eos>` and Qwen2's ChatML `<|im_start|>`,
-`<|im_end|>`, `<|endoftext|>`.
+`<|im_end|>`, `<|endoftext|>`. With `split_html_tags=True` every HTML tag
+(`<li>`, `</a>`, `<div class="nav">`) is one pre-token, so frequent tags
+merge into one token each instead of the 3-7 pieces that GPT-2's split
+makes of them (`HTML_PRETOKENIZE_PATTERN`); text outside tags is split as
+GPT-2 does.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ SPECIALS = ('<pad>', '<eos>', '<|im_start|>', '<|im_end|>', '<|endoftext|>')
 _EOS_CANDIDATES = ('<eos>', '<|im_end|>', '<|endoftext|>', '<|eot_id|>', '</s>')
 _PAD_CANDIDATES = ('<pad>', '<|endoftext|>', '<|finetune_right_pad_id|>')
 CONFIG_FILE = 'tokenizer_config.json'
+# A whole tag (with a space before it, as GPT-2 joins a space to the next
+# word), else GPT-2's pre-tokenizer alternatives, with '<' kept out
+# of punctuation runs so that `.</p>` splits as '.' + '</p>'.
+HTML_PRETOKENIZE_PATTERN = (
+  r" ?</?[A-Za-z][^<>]*>|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+"
+  r'| ?[^\s\p{L}\p{N}<]+| ?<|\s+(?!\S)|\s+'
+)
 
 
 class BPETokenizer:
@@ -207,11 +218,14 @@ def train_bpe(
   vocab_size: int = 2048,
   min_frequency: int = 2,
   extra_special_tokens: Sequence[str] = (),
+  split_html_tags: bool = False,
 ) -> BPETokenizer:
   """Trains a byte-level BPE on `texts` (deterministic for fixed input).
 
   The vocabulary holds `SPECIALS` and `extra_special_tokens` (each one
   token, never split or merged) besides the learnt merges.
+  `split_html_tags` pre-tokenizes with `HTML_PRETOKENIZE_PATTERN` (a tag
+  is one pre-token) instead of GPT-2's pattern; both round-trip any text.
   """
   specials = list(dict.fromkeys([*SPECIALS, *extra_special_tokens]))
   if vocab_size < 256 + len(specials):
@@ -220,7 +234,17 @@ def train_bpe(
       'symbols plus the special tokens)'
     )
   tok = tokenizers.Tokenizer(tok_models.BPE())
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  if split_html_tags:
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+      [
+        pre_tokenizers.Split(
+          tokenizers.Regex(HTML_PRETOKENIZE_PATTERN), behavior='isolated'
+        ),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+      ]
+    )
+  else:
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
   trainer = trainers.BpeTrainer(
     vocab_size=vocab_size,

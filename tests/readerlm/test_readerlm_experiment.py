@@ -6,7 +6,6 @@ import pytest
 
 from common import schema
 from experiments.readerlm.configs import default
-from experiments.readerlm.configs import long
 from experiments.readerlm.configs import paper
 from experiments.readerlm.configs import tiny
 from readerlm import backends
@@ -44,17 +43,26 @@ def test_default_has_three_seeds():
   assert len(c.seeds) >= 3
 
 
-def test_long_config_reads_whole_pages_with_the_default_recipe():
-  c, d = long.get_config(), default.get_config()
-  experiment.validate_config(c)
-  assert len(c.seeds) >= 3
-  assert (c.max_prompt_len, c.sft.steps) == (512, 900)
-  c.max_prompt_len, c.sft.steps, c.name = (
-    d.max_prompt_len,
-    d.sft.steps,
-    d.name,
-  )
-  assert c.to_dict() == d.to_dict()
+def test_prompt_cut_fractions_count_prompts_over_the_budget():
+  class WordTok:  # one token per whitespace-separated word
+    def encode(self, text):
+      return text.split()
+
+  records = [
+    {'task': 'markdown', 'prompt': 'a b'},
+    {'task': 'markdown', 'prompt': 'a ' * 50},
+    {'task': 'json', 'prompt': 'x'},
+  ]
+  # the ChatML wrapper adds no whitespace-separated words beyond the turn
+  # markers, so 'a b' stays under 20 and 50 words go over it
+  assert experiment.prompt_cut_fractions(WordTok(), records, 20) == {
+    'markdown': 0.5,
+    'json': 0.0,
+  }
+  assert experiment.prompt_cut_fractions(WordTok(), records[:1], 20) == {
+    'markdown': 0.0,
+    'json': 0.0,
+  }
 
 
 @pytest.mark.parametrize(

@@ -94,3 +94,29 @@ def test_bad_files_are_errors_naming_the_file(tmp_path, write, match):
   with pytest.raises((ValueError, FileNotFoundError), match=match) as info:
     bpe.BPETokenizer.load(d)
   assert str(tmp_path) in str(info.value)
+
+
+def test_split_html_tags_makes_each_frequent_tag_one_token(tmp_path):
+  texts = ['<li><a href="/x">Home</a></li><p>some text.</p> and <p>'] * 20
+  html = bpe.train_bpe(texts, vocab_size=400, split_html_tags=True)
+  plain = bpe.train_bpe(texts, vocab_size=400)
+  s = '<li><a href="/x">Home</a></li><p>new words, héllo 世界.</p>'
+  pieces = [html.decode([i]) for i in html.encode(s)]
+  # each tag of the corpus is one token; '.' stays apart from '</p>'
+  for tag in ('<li>', '<a href="/x">', '</a>', '</li>', '<p>', '</p>'):
+    assert tag in pieces, (tag, pieces)
+  assert pieces[-2:] == ['.', '</p>']
+  # GPT-2's split never lets a token span '<' and '>' of a tag
+  assert not any(p.startswith('<') and p.endswith('>') for p in
+                 (plain.decode([i]) for i in plain.encode(s)))  # fmt: skip
+  assert len(html.encode(s)) < len(plain.encode(s))
+  for t in (html, plain):  # both round-trip any text
+    for text in (s, '<<a>>< b>x</ >', 'a < b > c', ''):
+      assert t.decode(t.encode(text)) == text
+  html.save(tmp_path)
+  again = bpe.BPETokenizer.load(tmp_path)
+  assert again.encode(s) == html.encode(s)
+  fast = transformers.PreTrainedTokenizerFast(
+    tokenizer_file=str(tmp_path / 'tokenizer.json')
+  )
+  assert fast.encode(s, add_special_tokens=False) == html.encode(s)
