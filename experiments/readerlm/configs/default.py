@@ -1,15 +1,13 @@
 """ReaderLM default: 3 seeds, one-paragraph pages with clutter, a tiny model.
 
 500-entity world (312 train pages, so the model cannot memorise names),
-BPE vocabulary 2048, 300 SFT steps at lr 1e-2, length-normalised DPO, a
-self-play round on 64 pages. Measured (2 cores shared, load 5-12, 8 CPU
-devices): 1045 s user + 89 s sys, 30 min wall: over the few-minute target.
-Drafter html_to_markdown ROUGE-L 0.372, refined 1.000; tiny model SFT
-0.329, + contrastive 0.354, merged 0.355, DPO 0.365, self-play 0.365
-(no self-play draft passed the critic); trained - drafter -0.006 [-0.015,
-+0.004]; teacher-forced copy accuracy 0.61-0.63 (readerlm/README.md).
-At 256 prompt tokens most pages lose their middle, the main content:
-`long.py` (512 tokens, 900 SFT steps, 25 min) beats the drafter.
+BPE vocabulary 2048 with one token per HTML tag, prompts up to 352 tokens
+(none is cut), 600 SFT steps at lr 1e-2, length-normalised DPO, a
+self-play round on 64 pages. Measured (2026-12-07, 8 CPU devices, one
+job): 28 min wall. Drafter html_to_markdown ROUGE-L 0.372, refined 1.000;
+tiny model SFT 0.506, + contrastive 0.480, merged 0.489, DPO 0.489,
+self-play 0.489; trained - drafter +0.117 [+0.062, +0.156] (shown), DPO -
+merged -0.001 [-0.006, +0.009] (readerlm/README.md).
 """
 
 import ml_collections
