@@ -40,6 +40,24 @@ from pica import rollout as rollout_lib
 ARMS = ('outcome', 'pica', 'oracle')
 STEP_ARMS = ('pica', 'oracle')
 RL_ALGORITHMS = ('grpo', 'ppo')
+# An arm may name its algorithm ('pica_ppo', 'outcome_grpo'); a bare arm
+# uses rl.algorithm. So one run compares GRPO and PPO on the same seeds.
+ARM_NAMES = ARMS + tuple(f'{a}_{alg}' for a in ARMS for alg in RL_ALGORITHMS)
+
+
+def split_arm(arm: str, default_algorithm: str) -> tuple[str, str]:
+  """`(reward arm, algorithm)` of an arm name: `'pica_ppo'` ->
+  `('pica', 'ppo')`, `'pica'` -> `('pica', default_algorithm)`."""
+  reward, _, alg = arm.partition('_')
+  return reward, alg or default_algorithm
+
+
+def baseline_arm(arm: str, default_algorithm: str) -> str:
+  """The outcome-only arm with `arm`'s algorithm (its effect baseline)."""
+  alg = split_arm(arm, default_algorithm)[1]
+  return 'outcome' if alg == default_algorithm else f'outcome_{alg}'
+
+
 RETRIEVERS = ('bm25', 'dense')
 REQUIRED = object()
 
@@ -148,7 +166,7 @@ TOP = {
   # training seeds (model init, sampling, data order), paired across arms;
   # None = (seed,)
   'seeds': (None, schema.optional(schema.seeds())),
-  'arms': (('outcome', 'pica'), schema.names(ARMS)),
+  'arms': (('outcome', 'pica'), schema.names(ARM_NAMES)),
   'max_prompt_len': (REQUIRED, _int(1)),
   # the paper path: a Hugging Face policy directory (its weights, config
   # and tokenizer; '' = an NNX model of `config.model`, the word tokenizer)
@@ -287,21 +305,31 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       check(f'{section}.{name}', v)
       filled[name] = v
     out[section] = filled
-  if (
-    out['rl']['algorithm'] == 'ppo'
-    and out['rl']['critic_learning_rate'] is None
-  ):
-    raise schema.ConfigError(
-      "config.rl.critic_learning_rate is required with rl.algorithm='ppo'"
-    )
   if out['seeds'] is None:
     out['seeds'] = (out['seed'],)
   out['seeds'] = tuple(out['seeds'])
-  out['arms'] = tuple(out['arms'])
-  if 'outcome' not in out['arms']:
+  out['arms'] = arms = tuple(out['arms'])
+  default_alg = out['rl']['algorithm']
+  resolved = [split_arm(a, default_alg) for a in arms]
+  for a, (reward, alg) in zip(arms, resolved, strict=True):
+    if alg == default_alg and a != reward:
+      raise schema.ConfigError(
+        f'config.arms: {a!r} is {reward!r} (rl.algorithm is already '
+        f'{alg!r}); name it {reward!r}'
+      )
+    if baseline_arm(a, default_alg) not in arms:
+      raise schema.ConfigError(
+        f'config.arms={arms!r} must include the baseline arm '
+        f'{baseline_arm(a, default_alg)!r} for {a!r} (every effect is '
+        'measured against the outcome-only arm of the same algorithm)'
+      )
+  if (
+    any(alg == 'ppo' for _, alg in resolved)
+    and out['rl']['critic_learning_rate'] is None
+  ):
     raise schema.ConfigError(
-      f'config.arms={out["arms"]!r} must include the baseline arm '
-      "'outcome' (every effect is measured against it)"
+      'config.rl.critic_learning_rate is required with a PPO arm '
+      "(rl.algorithm='ppo' or an arm named '<arm>_ppo')"
     )
   h = out['hazard']
   if h['min_auc'] > 0 and h['eval_questions'] == 0:

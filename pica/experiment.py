@@ -77,7 +77,8 @@ def run_seed(ctx, workdir: pathlib.Path, cache, tag: str) -> dict[str, Any]:
   histories = {'sft': sft_hist, 'hazard': hz_hist}
   gated = {}
   for arm in config.arms:
-    reason = hazard_gate(config, hz_stats) if arm == 'pica' else None
+    reward = config_lib.split_arm(arm, config.rl.algorithm)[0]
+    reason = hazard_gate(config, hz_stats) if reward == 'pica' else None
     if reason is not None:
       gated[arm] = reason
       continue

@@ -26,6 +26,14 @@ LABELS = {
 PAPER_GAIN = '+15.2% relative EM (3B, 7 benchmarks)'
 
 
+def label(arm: str, config) -> str:
+  """The report's name of an arm: 'PiCA', 'PiCA (PPO)' when the arm names
+  an algorithm other than rl.algorithm."""
+  reward, alg = config_lib.split_arm(arm, config.rl.algorithm)
+  suffix = '' if alg == config.rl.algorithm else f' ({alg.upper()})'
+  return LABELS[reward] + suffix
+
+
 def series(history, key: str) -> dict[str, list]:
   """`{'x': steps, 'y': values}` of the records in `history` with `key`."""
   pts = [r for r in history if key in r]
@@ -134,32 +142,47 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       summary[f'heldout_em_sampled_{name}'] = float(
         np.mean(values(a, 'heldout_em_sampled'))
       )
+  default_alg = config.rl.algorithm
+  measures = [('heldout_em', 'held-out EM (test splits)', True)]
+  if 'compositional' in splits:
+    measures.append(('compositional_em', 'compositional EM', False))
+  k = config.eval.samples
+  if k:
+    measures.append(('heldout_em_sampled', f'held-out EM ({k} samples)', True))
+    if 'compositional' in splits:
+      measures.append(
+        ('compositional_em_sampled', f'compositional EM ({k} samples)', False)
+      )
+  # (method arm, baseline arm, paper claim): each step-reward arm against
+  # the outcome-only arm of its algorithm, then each arm that names another
+  # algorithm against the same reward arm on rl.algorithm
+  pairs = []
+  for a in arms[1:]:  # arms[0] is 'sft'
+    reward, alg = config_lib.split_arm(a, default_alg)
+    if reward in STEP_ARMS:
+      pairs.append((a, config_lib.baseline_arm(a, default_alg), PAPER_GAIN))
+  for a in arms[1:]:
+    reward, alg = config_lib.split_arm(a, default_alg)
+    if alg != default_alg and reward in arms:
+      pairs.append((a, reward, ''))
   effects = []
-  for a in (x for x in STEP_ARMS if x in arms):
+  for a, base, paper in pairs:
     both = [
       (m, b)
-      for m, b in zip(per_seed[a], per_seed['outcome'], strict=True)
+      for m, b in zip(per_seed[a], per_seed[base], strict=True)
       if m is not None and b is not None
     ]
     if not both:
       continue
-    measures = [('heldout_em', 'held-out EM (test splits)', PAPER_GAIN)]
-    if 'compositional' in splits:
-      measures.append(('compositional_em', 'compositional EM', ''))
-    k = config.eval.samples
-    if k:
-      measures.append(
-        ('heldout_em_sampled', f'held-out EM ({k} samples)', PAPER_GAIN)
-      )
-      if 'compositional' in splits:
-        measures.append(
-          ('compositional_em_sampled', f'compositional EM ({k} samples)', '')
-        )
-    for key, label, paper in measures:
+    for key, name, claimed in measures:
       e = stats.paired_effect(
         [m[key] for m, _ in both], [b[key] for _, b in both]
       )
-      effects.append(e.as_entry(label, LABELS[a], LABELS['outcome'], paper))
+      effects.append(
+        e.as_entry(
+          name, label(a, config), label(base, config), paper if claimed else ''
+        )
+      )
   hz = [r['hazard_stats'] for r in runs]
 
   def auc_cell(h, key):
@@ -174,7 +197,13 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       auc_cell(r['hazard_stats'], 'heldout_search_auc_start'),
       auc_cell(r['hazard_stats'], 'heldout_search_auc'),
       auc_cell(r['hazard_stats'], 'heldout_end_auc'),
-      r['gated'].get('pica', 'ran' if 'pica' in r['results'] else '-'),
+      '; '.join(
+        f'{label(a, config)}: '
+        + r['gated'].get(a, 'ran' if a in r['results'] else '-')
+        for a in config.arms
+        if config_lib.split_arm(a, default_alg)[0] == 'pica'
+      )
+      or '-',
     ]
     for r in runs
   ]
@@ -209,6 +238,23 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       else f'turn-level GRPO (norm_mode {config.rl.norm_mode!r}, std floor '
       f'{config.rl.std_floor:g}, step weight {config.rl.step_weight:g}; '
       'rl.algorithm = "ppo" gives PPO + GAE).'
+    ),
+    *(
+      [
+        'Arms that name an algorithm use it instead (same seeds, SFT policy '
+        'and hazard model): '
+        + ', '.join(
+          f'{label(a, config)} = {a!r}'
+          for a in config.arms
+          if config_lib.split_arm(a, default_alg)[1] != default_alg
+        )
+        + '.'
+      ]
+      if any(
+        config_lib.split_arm(a, default_alg)[1] != default_alg
+        for a in config.arms
+      )
+      else []
     ),
     'Hazard labels come from pivots.annotate (our reading of the '
     'unreleased annotation pipeline); the oracle arm uses those labels '
@@ -249,7 +295,9 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       'title': f'{title}, mean over seeds',
       'xlabel': 'step',
       'ylabel': ylabel,
-      'series': {LABELS[a]: mean_series(runs_of(a), key) for a in rl_arms},
+      'series': {
+        label(a, config): mean_series(runs_of(a), key) for a in rl_arms
+      },
     }
 
   return {
@@ -274,12 +322,12 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
         + (f', {config.eval.samples}-sample EM' if config.eval.samples else '')
         + ' and searches per split (mean ± std over seeds)',
         'columns': ['split']
-        + [f'EM {LABELS[a]}' for a in arms]
+        + [f'EM {label(a, config)}' for a in arms]
         + [
-          f'{config.eval.samples}-sample EM {LABELS[a]}'
+          f'{config.eval.samples}-sample EM {label(a, config)}'
           for a in (arms if config.eval.samples else ())
         ]
-        + [f'searches {LABELS[a]}' for a in arms],
+        + [f'searches {label(a, config)}' for a in arms],
         'rows': rows,
         'note': f'Paper (abstract): {PAPER_GAIN} over the strongest '
         'baseline; not comparable in scale.',

@@ -12,7 +12,8 @@ Each step `s` is `rollout_fn(state, s)` then the jitted update:
    trajectory (`pica.rewards.step_rewards` on the hazard model); for the
    `'oracle'` arm the same step rewards from the pivot labels of the
    rollout itself (`pica.hazard.oracle_hazards`), the arm's ceiling;
-3. the update: `rl.algorithm='grpo'` turn-level GRPO
+3. the update (the arm's algorithm: `rl.algorithm`, or its name's suffix,
+   `'pica_ppo'`): `'grpo'` turn-level GRPO
    (`common.rl.turn_level_advantages` with `rl.norm_mode`, `rl.std_floor`
    and `rl.step_weight`) with the clipped surrogate and a k3 KL to the
    SFT reference; `'ppo'` `pica.ppo` (critic, token rewards, KL-in-reward,
@@ -40,6 +41,7 @@ from common import train
 from common.rl import advantages as adv_lib
 from common.rl import logprobs as lp_lib
 from common.rl import policy_loss
+from pica import config as config_lib
 from pica import hazard
 from pica import pivots
 from pica import ppo
@@ -93,7 +95,9 @@ class ArmTrainer:
 
   Args:
     ctx: the run's context (world, sampler, mesh).
-    arm: `'outcome'` or `'pica'`.
+    arm: an arm of `pica.config.ARM_NAMES`: `'outcome'`, `'pica'` or
+      `'oracle'`, optionally with its algorithm (`'pica_ppo'`; else
+      `rl.algorithm`).
     sft_params: the SFT policy: the initial policy, the KL reference and
       (PPO) the critic's backbone.
     hazard_model: `(graphdef, params)` of the trained hazard model.
@@ -105,8 +109,8 @@ class ArmTrainer:
     c = ctx.config.rl
     self.ctx, self.arm, self.sft_params = ctx, arm, sft_params
     self.h_graph, self.h_params = hazard_model
-    self.rcfg = reward_config(ctx.config, arm)
-    self.algorithm = c.algorithm
+    self.reward_arm, self.algorithm = config_lib.split_arm(arm, c.algorithm)
+    self.rcfg = reward_config(ctx.config, self.reward_arm)
     self.key = jax.random.fold_in(ctx.key, 2)
     self.idx = question_indices(
       ctx.seed, len(ctx.train_qs), c.prompts_per_step, c.steps
@@ -203,7 +207,7 @@ class ArmTrainer:
     )
     step_mask = ro.search_ends >= 0
     step_r = jnp.zeros(ro.search_ends.shape)
-    if self.arm == 'oracle':
+    if self.reward_arm == 'oracle':
       h = self.oracle_hazards(ro, qs, ok)
       step_r = rewards.step_rewards(h[:, :-1], step_mask & ok[:, None], rcfg)
     elif rcfg.step_form is not None:

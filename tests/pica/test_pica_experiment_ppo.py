@@ -37,3 +37,14 @@ def test_tiny_ppo_run_both_arms(tmp_path):
   assert any('PPO' in n for n in m['notes'])
   for a in ('heldout_em_outcome_only', 'heldout_em_pica', 'heldout_em_oracle'):
     assert 0.0 <= m['summary'][a] <= 1.0
+
+
+@pytest.mark.slow
+def test_tiny_run_with_a_ppo_arm_beside_grpo(tmp_path):
+  c = tiny.get_config()
+  c.arms = ('outcome', 'outcome_ppo')
+  m = experiment.run(c, str(tmp_path))
+  methods = {(e['method'], e['baseline']) for e in m['effects']}
+  assert methods == {('outcome-only (PPO)', 'outcome-only')}
+  assert (tmp_path / 'rl_outcome_ppo' / 'checkpoints').is_dir()
+  assert 0.0 <= m['summary']['heldout_em_outcome_ppo'] <= 1.0

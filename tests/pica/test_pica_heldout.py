@@ -244,3 +244,63 @@ def test_evaluate_adds_the_k_sample_em_at_the_rollout_temperature():
     k for k, t in zip(ctx.keys, ctx.calls, strict=True) if t is None
   ]
   assert len(set(sampled_keys)) == 4  # every sample its own key
+
+
+def test_arm_names_carry_their_algorithm():
+  assert config_lib.split_arm('pica_ppo', 'grpo') == ('pica', 'ppo')
+  assert config_lib.split_arm('oracle', 'ppo') == ('oracle', 'ppo')
+  assert config_lib.baseline_arm('pica_ppo', 'grpo') == 'outcome_ppo'
+  assert config_lib.baseline_arm('pica', 'grpo') == 'outcome'
+  c = tiny.get_config()
+  c.arms = ('outcome', 'pica', 'outcome_ppo', 'pica_ppo')
+  assert config_lib.resolve(c).arms == c.arms
+
+
+@pytest.mark.parametrize(
+  'arms,rl_update,match',
+  [
+    (('outcome', 'pica_ppo'), {}, "baseline arm 'outcome_ppo' for 'pica_ppo'"),
+    (('outcome', 'outcome_grpo'), {}, "'outcome_grpo' is 'outcome'"),
+    (
+      ('outcome', 'outcome_ppo'),
+      {'critic_learning_rate': None},
+      'critic_learning_rate is required with a PPO arm',
+    ),
+    (('outcome', 'pica_sgd'), {}, "unknown name 'pica_sgd'"),
+  ],
+)
+def test_bad_arm_sets_are_refused(arms, rl_update, match):
+  c = tiny.get_config()
+  c.arms = arms
+  c.rl.update(rl_update)
+  with pytest.raises(schema.ConfigError, match=match):
+    config_lib.resolve(c)
+
+
+def test_report_compares_each_arm_with_the_baseline_of_its_algorithm():
+  from pica.stages import report
+
+  c = tiny.get_config()
+  c.eval.samples = 0
+  c.arms = ('outcome', 'pica', 'outcome_ppo', 'pica_ppo')
+  c = config_lib.resolve(c)
+  c.seeds = (0, 1, 2)
+  em = {'sft': 0.1, 'outcome': 0.2, 'pica': 0.3}
+  em |= {'outcome_ppo': 0.25, 'pica_ppo': 0.45}
+  runs = [_fake_run(s, em) for s in range(3)]
+  for r in runs:  # _fake_run has histories only for the GRPO arms' names
+    r['histories'].update({a: r['histories']['pica'] for a in em})
+  m = report.build(c, runs, 1.0)
+  got = {
+    (e['method'], e['baseline'], e['name']): e['mean'] for e in m['effects']
+  }
+  held = 'held-out EM (test splits)'
+  assert got[('PiCA', 'outcome-only', held)] == pytest.approx(0.1)
+  assert got[('PiCA (PPO)', 'outcome-only (PPO)', held)] == pytest.approx(0.2)
+  assert got[('outcome-only (PPO)', 'outcome-only', held)] == pytest.approx(
+    0.05
+  )
+  assert got[('PiCA (PPO)', 'PiCA', held)] == pytest.approx(0.15)
+  assert len(got) == 8  # 4 pairs x (held-out, compositional)
+  assert 'EM PiCA (PPO)' in m['tables'][0]['columns']
+  assert any("PiCA (PPO) = 'pica_ppo'" in n for n in m['notes'])

@@ -118,7 +118,8 @@ def get_config() -> ml_collections.ConfigDict:
       'step_weight': 1.0,
       # 'grpo' (turn-level GRPO) or 'ppo' (the paper's recipe: critic +
       # GAE, pica.ppo; ~1.9x slower here, README); the PPO-only fields
-      # below are ignored by 'grpo'.
+      # below are ignored by 'grpo'. An arm named '<arm>_ppo' (e.g.
+      # arms=('outcome', 'outcome_ppo')) runs PPO beside the GRPO arms.
       'algorithm': 'grpo',
       'critic_learning_rate': 3e-3,
       'cliprange_value': 0.5,
