@@ -35,7 +35,7 @@ def evaluate(ctx: context_lib.Context, params) -> dict[str, float]:
   """`{<split>_em, <split>_searches}` of the greedy policy `params`, and
   `<split>_em_sampled` when `eval.samples` > 0."""
   bs = ctx.config.eval.batch_size
-  samples = ctx.config.eval.get('samples', 0)
+  samples = ctx.config.eval.samples
   key = eval_key(ctx)
   out = {}
   for name, qs in splits(ctx).items():

@@ -227,6 +227,11 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
   summary['sft_examples'] = runs[0]['sft_info']['sft_examples']
   summary['num_seeds'] = len(runs)
   summary['seconds'] = seconds
+  named = [  # arms whose name picks an algorithm other than rl.algorithm
+    a
+    for a in config.arms
+    if config_lib.split_arm(a, default_alg)[1] != default_alg
+  ]
   gated = [(r['seed'], reason) for r in runs for reason in r['gated'].values()]
   notes = [
     f"Seeds {seeds} on one world (config.seed {config.seed}); each seed's "
@@ -243,17 +248,10 @@ def build(config, runs: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
       [
         'Arms that name an algorithm use it instead (same seeds, SFT policy '
         'and hazard model): '
-        + ', '.join(
-          f'{label(a, config)} = {a!r}'
-          for a in config.arms
-          if config_lib.split_arm(a, default_alg)[1] != default_alg
-        )
+        + ', '.join(f'{label(a, config)} = {a!r}' for a in named)
         + '.'
       ]
-      if any(
-        config_lib.split_arm(a, default_alg)[1] != default_alg
-        for a in config.arms
-      )
+      if named
       else []
     ),
     'Hazard labels come from pivots.annotate (our reading of the '

@@ -6,8 +6,9 @@ retrieval, a shorter SFT (150 steps) so multi-hop questions leave RL room,
 the hazard recipe of the issue (8 samples of 500 train questions, scored
 after the observation), 300 RL steps x 16 prompts x 5 generations, and
 evaluation on all 600 held-out test questions (150 per hop count) plus 200
-compositional ones, greedy and 4-sample EM. One seed of it is more CPU
-than the whole main job, so `make demo` runs `default`; on a GPU node:
+compositional ones, greedy and 4-sample EM. By its sizes (15x the
+default's RL rollouts; not measured) one seed would take more CPU than the
+whole main job, so `make demo` runs `default`; on a GPU node:
 
   python -m experiments.pica.main --workdir=runs/pica_hard \
     --config=experiments/pica/configs/hard.py
